@@ -1,0 +1,84 @@
+package model
+
+import (
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads best with the ops unqualified
+	gmx "github.com/gomlx/gomlx/ml/model"
+)
+
+// Hyperparameter keys read by AlexNet from its scope. A store built for a
+// variant carries them, so the network is a function of the store alone.
+const (
+	// ParamPoolStrides ([]int, 3 values): strides of the three max pools.
+	ParamPoolStrides = "pool_strides"
+	// ParamRegularization (string): "dropout" or "dropconnect".
+	ParamRegularization = "regularization"
+	// ParamKeepProbabilities ([]float64, 2 values): keep probability of each
+	// 4096-wide dense layer's units (dropout) or weights (DropConnect).
+	ParamKeepProbabilities = "keep_probabilities"
+	// ParamNumClasses (int): width of the output layer. Default 17.
+	ParamNumClasses = "num_classes"
+	// ParamConvImpl (string): ConvIm2col or ConvBuiltin.
+	ParamConvImpl = "conv_impl"
+	// ParamPoolImpl (string): PoolSlices or PoolBuiltin.
+	ParamPoolImpl = "pool_impl"
+)
+
+// NumClasses is the number of Oxford 17 Flowers classes.
+const NumClasses = 17
+
+// ImageSize is the side of the square input images.
+const ImageSize = 227
+
+// setVariantParams writes the hyperparameters of v into the store's root scope.
+func setVariantParams(store *gmx.Store, v Variant, numClasses int, convImpl, poolImpl string) {
+	root := store.RootScope()
+	keep := v.KeepProbabilities()
+	root.SetParam(ParamPoolStrides, v.PoolStrides[:])
+	root.SetParam(ParamRegularization, string(v.Regularization))
+	root.SetParam(ParamKeepProbabilities, keep[:])
+	root.SetParam(ParamNumClasses, numClasses)
+	root.SetParam(ParamConvImpl, convImpl)
+	root.SetParam(ParamPoolImpl, poolImpl)
+}
+
+// AlexNet builds the study's network on images [batch, H, W, 3] (values in
+// [0,1]) and returns the logits [batch, classes]. The layers are tflearn's:
+//
+//	conv 96 11x11/4 relu -> maxpool 3/S1 -> LRN
+//	conv 256 5x5 relu    -> maxpool 3/S2 -> LRN
+//	conv 384 3x3 relu -> conv 384 3x3 relu -> conv 256 3x3 relu -> maxpool 3/S3 -> LRN
+//	dense 4096 tanh -> reg -> dense 4096 tanh -> reg -> dense classes (softmax in the loss)
+//
+// with 'SAME' padding everywhere. Dropout and DropConnect are active only
+// when training is true.
+func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
+	strides := gmx.GetParamOr(scope, ParamPoolStrides, []int{2, 2, 2})
+	reg := Regularization(gmx.GetParamOr(scope, ParamRegularization, string(Dropout)))
+	keep := gmx.GetParamOr(scope, ParamKeepProbabilities, []float64{0.5, 0.5})
+	classes := gmx.GetParamOr(scope, ParamNumClasses, NumClasses)
+	convImpl := gmx.GetParamOr(scope, ParamConvImpl, ConvIm2col)
+	poolImpl := gmx.GetParamOr(scope, ParamPoolImpl, PoolSlices)
+
+	x := images
+	x = convLayer(scope.In("conv1"), x, 96, 11, 4, convImpl)
+	x = localResponseNorm(maxPool3(x, strides[0], poolImpl))
+	x = convLayer(scope.In("conv2"), x, 256, 5, 1, convImpl)
+	x = localResponseNorm(maxPool3(x, strides[1], poolImpl))
+	x = convLayer(scope.In("conv3"), x, 384, 3, 1, convImpl)
+	x = convLayer(scope.In("conv4"), x, 384, 3, 1, convImpl)
+	x = convLayer(scope.In("conv5"), x, 256, 3, 1, convImpl)
+	x = localResponseNorm(maxPool3(x, strides[2], poolImpl))
+
+	batch := x.Shape().Dimensions[0]
+	x = Reshape(x, batch, x.Shape().Size()/batch)
+	dropoutKeep := [2]float64{1, 1}
+	if reg == Dropout {
+		dropoutKeep = [2]float64{keep[0], keep[1]}
+	}
+	for i, name := range []string{"fc6", "fc7"} {
+		sc := scope.In("%s", name)
+		x = Tanh(denseLayer(sc, x, 4096, reg, keep[i], training))
+		x = dropout(sc, x, dropoutKeep[i], training)
+	}
+	return denseLayer(scope.In("fc8"), x, classes, Dropout, 1, training)
+}

@@ -1,0 +1,357 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads best with the ops unqualified
+	"github.com/gomlx/gomlx/core/tensors"
+	gmx "github.com/gomlx/gomlx/ml/model"
+	"github.com/gomlx/gomlx/support/exceptions"
+)
+
+// Errors a caller can tell apart with errors.Is.
+var (
+	// ErrInvalidInput: a batch or an option the model cannot take.
+	ErrInvalidInput = errors.New("invalid input")
+	// ErrBadState: serialised state that is malformed or truncated.
+	ErrBadState = errors.New("bad model state")
+	// ErrStateMismatch: state of another variant or architecture.
+	ErrStateMismatch = errors.New("state does not match the model")
+	// ErrBusy: the training state is in use by another call (one trainer at a time).
+	ErrBusy = errors.New("model is busy training")
+)
+
+// velocityScope holds the momentum optimizer's velocities, one per trainable
+// variable, at the variable's path under it. They are not trainable.
+const velocityScope = "/momentum"
+
+// Options configure a Model. The zero value is the study's setting.
+type Options struct {
+	// Seed drives weight initialisation and the dropout masks. Default 1.
+	Seed int64
+	// NumClasses is the output width. Default NumClasses (17).
+	NumClasses int
+	// ImageSize is the side of the square input. Default ImageSize (227);
+	// smaller sizes are for tests.
+	ImageSize int
+	// ConvImpl and PoolImpl choose the layer formulations; default: the
+	// fastest for the backend (im2col and slices on "go", builtin on XLA).
+	ConvImpl, PoolImpl string
+}
+
+func (o Options) withDefaults(b *Backend) Options {
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	if o.NumClasses == 0 {
+		o.NumClasses = NumClasses
+	}
+	if o.ImageSize == 0 {
+		o.ImageSize = ImageSize
+	}
+	if o.ConvImpl == "" {
+		o.ConvImpl = ConvBuiltin
+		if b.IsGo() {
+			o.ConvImpl = ConvIm2col
+		}
+	}
+	if o.PoolImpl == "" {
+		o.PoolImpl = PoolBuiltin
+		if b.IsGo() {
+			o.PoolImpl = PoolSlices
+		}
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	if o.NumClasses < 2 {
+		return fmt.Errorf("%w: num classes %d: need at least 2", ErrInvalidInput, o.NumClasses)
+	}
+	if o.ImageSize < 32 {
+		return fmt.Errorf("%w: image size %d: need at least 32", ErrInvalidInput, o.ImageSize)
+	}
+	if o.ConvImpl != ConvIm2col && o.ConvImpl != ConvBuiltin {
+		return fmt.Errorf("%w: conv impl %q: want %q or %q", ErrInvalidInput, o.ConvImpl, ConvIm2col, ConvBuiltin)
+	}
+	if o.PoolImpl != PoolSlices && o.PoolImpl != PoolBuiltin {
+		return fmt.Errorf("%w: pool impl %q: want %q or %q", ErrInvalidInput, o.PoolImpl, PoolSlices, PoolBuiltin)
+	}
+	return nil
+}
+
+// Model is one variant held in memory: a training copy of its state
+// (weights, momentum velocities, RNG, step counters) that only the trainer
+// touches, and an immutable serving snapshot of the weights that Predict and
+// Evaluate read. Publish copies the training weights into a new snapshot and
+// swaps it in atomically, so inference never waits for, or races with,
+// training. All methods are safe for concurrent use.
+type Model struct {
+	variant Variant
+	backend *Backend
+	opts    Options
+
+	// train guards the training state: one trainer (or state import/export) at a time.
+	train    sync.Mutex
+	store    *gmx.Store
+	stepExec *gmx.Exec
+	evalExec *gmx.Exec
+	progress Progress
+
+	served atomic.Pointer[snapshot]
+}
+
+// Progress is where a model's training stands; it is part of its state.
+type Progress struct {
+	// Step is the number of optimizer steps taken.
+	Step int64 `json:"step"`
+	// Epoch is the number of completed epochs.
+	Epoch int `json:"epoch"`
+	// DataSeed is the seed of the training order of the run that made the state.
+	DataSeed int64 `json:"data_seed"`
+}
+
+// snapshot is a published, read-only copy of the weights with its own
+// compiled inference graph.
+type snapshot struct {
+	mu       sync.Mutex // one execution at a time on this variable set
+	store    *gmx.Store
+	exec     *gmx.Exec
+	progress Progress
+}
+
+// New builds variant v on backend b with freshly initialised weights, and
+// publishes them.
+func New(b *Backend, v Variant, o Options) (*Model, error) {
+	if err := v.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)
+	}
+	o = o.withDefaults(b)
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	m := &Model{variant: v, backend: b, opts: o}
+	store, err := m.newStore()
+	if err != nil {
+		return nil, err
+	}
+	if err := store.SetRNGStateFromSeed(o.Seed); err != nil {
+		return nil, fmt.Errorf("new %s: seed rng: %w", v.Name, err)
+	}
+	if err := m.setTrainingStore(store); err != nil {
+		return nil, fmt.Errorf("new %s: %w", v.Name, err)
+	}
+	// Building the step graph creates (and initialises) every variable,
+	// velocities included, without running a step.
+	if err := m.compileStep(1); err != nil {
+		return nil, fmt.Errorf("new %s: %w", v.Name, err)
+	}
+	if err := catch("initialise variables", func() error { return store.InitializeVariables(b.b, nil) }); err != nil {
+		return nil, fmt.Errorf("new %s: %w", v.Name, err)
+	}
+	if err := m.publishLocked(); err != nil {
+		return nil, fmt.Errorf("new %s: %w", v.Name, err)
+	}
+	return m, nil
+}
+
+// Variant returns the configuration the model was built from.
+func (m *Model) Variant() Variant { return m.variant }
+
+// Options returns the options the model was built with, defaults filled in.
+func (m *Model) Options() Options { return m.opts }
+
+// NumParameters is the number of trainable parameters (weights and biases).
+func (m *Model) NumParameters() int {
+	return m.served.Load().store.NumParameters()
+}
+
+// ServedProgress is the training progress of the published weights.
+func (m *Model) ServedProgress() Progress { return m.served.Load().progress }
+
+// newStore returns an empty store carrying this model's hyperparameters.
+func (m *Model) newStore() (*gmx.Store, error) {
+	store := gmx.NewStore()
+	setVariantParams(store, m.variant, m.opts.NumClasses, m.opts.ConvImpl, m.opts.PoolImpl)
+	return store, nil
+}
+
+// setTrainingStore installs store as the training state, with fresh executors.
+// Called with m.train held (or before m is shared).
+func (m *Model) setTrainingStore(store *gmx.Store) error {
+	step, err := gmx.NewExec(m.backend.b, store, m.stepGraph)
+	if err != nil {
+		return fmt.Errorf("build training step: %w", err)
+	}
+	eval, err := gmx.NewExec(m.backend.b, store, inferenceGraph)
+	if err != nil {
+		return fmt.Errorf("build evaluation graph: %w", err)
+	}
+	m.store, m.stepExec, m.evalExec = store, step, eval
+	return nil
+}
+
+// inputShape is the shape of a batch of n images.
+func (m *Model) inputShape(n int) shapes.Shape {
+	return shapes.Make(dtypes.Float32, n, m.opts.ImageSize, m.opts.ImageSize, 3)
+}
+
+func (m *Model) compileStep(batch int) error {
+	return catch("compile training step", func() error {
+		_, err := m.stepExec.Compile(m.inputShape(batch), shapes.Make(dtypes.Int32, batch),
+			shapes.Make(dtypes.Float32, batch), shapes.Make(dtypes.Float32), shapes.Make(dtypes.Float32))
+		return err
+	})
+}
+
+// inferenceGraph returns class probabilities for a batch of images.
+func inferenceGraph(scope *gmx.Scope, images *Node) *Node {
+	return Softmax(AlexNet(scope, images, false), -1)
+}
+
+// stepGraph is one momentum-SGD step on a batch: inputs images [B,H,W,3],
+// labels [B] int32, weights [B] (1 real, 0 padding), learning rate and
+// momentum scalars; outputs the weighted loss sum and the weighted count of
+// correct predictions. The update is TensorFlow's MomentumOptimizer (as
+// tflearn's Momentum): v = momentum*v + grad; w = w - lr*v.
+func (m *Model) stepGraph(scope *gmx.Scope, in []*Node) []*Node {
+	images, labels, weights, lr, momentum := in[0], in[1], in[2], in[3], in[4]
+	g := images.Graph()
+	logits := AlexNet(scope, images, true)
+	lossSum, correct, loss := crossEntropy(logits, labels, weights)
+
+	var vars []*gmx.Variable
+	var nodes []*Node
+	for v := range scope.Store().IterVariables() {
+		if v.Trainable && v.InUseByGraph(g) && !strings.HasPrefix(v.Path(), velocityScope+"/") {
+			vars = append(vars, v)
+			nodes = append(nodes, v.ValueGraph(g))
+		}
+	}
+	grads := Gradient(loss, nodes...)
+	for i, v := range vars {
+		vel := scope.Store().Scope(velocityScope+v.Scope()).WithInitializer(zeroInit).
+			VariableWithShape(v.Name(), v.Shape()).SetTrainable(false)
+		newVel := Add(Mul(momentum, vel.ValueGraph(g)), grads[i])
+		vel.SetValueGraph(newVel)
+		v.SetValueGraph(Sub(nodes[i], Mul(lr, newVel)))
+	}
+	return []*Node{lossSum, correct}
+}
+
+// crossEntropy is the categorical cross-entropy of softmax(logits) against
+// labels, weighted per example. It returns the weighted sum, the weighted
+// count of top-1 hits and the mean over the weight (the training loss).
+func crossEntropy(logits, labels, weights *Node) (lossSum, correct, mean *Node) {
+	classes := logits.Shape().Dimensions[1]
+	oneHot := OneHot(labels, classes, dtypes.Float32)
+	perExample := Neg(ReduceSum(Mul(oneHot, LogSoftmax(logits, -1)), 1))
+	lossSum = ReduceAllSum(Mul(perExample, weights))
+	hits := ConvertDType(Equal(ArgMax(logits, 1, dtypes.Int32), labels), dtypes.Float32)
+	correct = ReduceAllSum(Mul(hits, weights))
+	mean = Div(lossSum, MaxScalar(ReduceAllSum(weights), 1))
+	return lossSum, correct, mean
+}
+
+// Publish copies the current training weights into a new serving snapshot
+// and swaps it in. In-flight Predict calls finish on the old one.
+func (m *Model) Publish() error {
+	m.train.Lock()
+	defer m.train.Unlock()
+	return m.publishLocked()
+}
+
+func (m *Model) publishLocked() error {
+	store, err := m.newStore()
+	if err != nil {
+		return err
+	}
+	for v := range m.store.IterVariables() {
+		if !v.Trainable || strings.HasPrefix(v.Path(), velocityScope+"/") {
+			continue
+		}
+		if _, err := v.CloneToStore(store); err != nil {
+			return fmt.Errorf("publish %s: copy %s: %w", m.variant.Name, v.Path(), err)
+		}
+	}
+	exec, err := gmx.NewExec(m.backend.b, store, inferenceGraph)
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", m.variant.Name, err)
+	}
+	m.served.Store(&snapshot{store: store, exec: exec, progress: m.progress})
+	return nil
+}
+
+// Predict returns the class probabilities of n images (NHWC float32 in
+// [0,1], n*size*size*3 values) from the published weights.
+func (m *Model) Predict(ctx context.Context, images []float32, n int) ([][]float32, error) {
+	if err := m.checkImages(images, n); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return m.served.Load().predict(m, images, n)
+}
+
+func (m *Model) checkImages(images []float32, n int) error {
+	per := m.opts.ImageSize * m.opts.ImageSize * 3
+	if n < 1 {
+		return fmt.Errorf("%w: batch of %d images", ErrInvalidInput, n)
+	}
+	if len(images) != n*per {
+		return fmt.Errorf("%w: %d values for %d images of %dx%dx3 (want %d)",
+			ErrInvalidInput, len(images), n, m.opts.ImageSize, m.opts.ImageSize, n*per)
+	}
+	return nil
+}
+
+func (s *snapshot) predict(m *Model, images []float32, n int) ([][]float32, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return runInference(s.exec, m.inputShape(n), images, n, m.opts.NumClasses)
+}
+
+// runInference executes an inference graph on a batch and splits the output rows.
+func runInference(exec *gmx.Exec, shape shapes.Shape, images []float32, n, classes int) ([][]float32, error) {
+	var flat []float32
+	err := catch("run inference", func() error {
+		x := tensors.FromFlatDataAndDimensions(images, shape.Dimensions...)
+		out, err := exec.Exec(x)
+		if err != nil {
+			return err
+		}
+		flat, err = tensors.CopyFlatData[float32](out[0])
+		out[0].FinalizeAll()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	rows := make([][]float32, n)
+	for i := range rows {
+		rows[i] = flat[i*classes : (i+1)*classes : (i+1)*classes]
+	}
+	return rows, nil
+}
+
+// catch runs fn, turning a GoMLX panic into an error that says what was being done.
+func catch(what string, fn func() error) (err error) {
+	if e := exceptions.Try(func() { err = fn() }); e != nil {
+		if pe, ok := e.(error); ok {
+			return fmt.Errorf("%s: %w", what, pe)
+		}
+		return fmt.Errorf("%s: %v", what, e)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}

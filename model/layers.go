@@ -1,0 +1,238 @@
+package model
+
+import (
+	"math"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads best with the ops unqualified
+	gmx "github.com/gomlx/gomlx/ml/model"
+)
+
+// Layer formulations. The pure-Go backend runs its built-in convolution as a
+// scalar loop (about 40x slower than im2col + its SIMD matmul) and has no
+// gradient for the built-in max pool, so on that backend the network uses
+// im2col and a max of strided slices; on XLA the built-in ops are right.
+const (
+	ConvIm2col  = "im2col"
+	ConvBuiltin = "builtin"
+	PoolSlices  = "slices"
+	PoolBuiltin = "builtin"
+)
+
+// LRN constants: tflearn's local_response_normalization defaults, with
+// TensorFlow semantics (window of 2*radius+1 channels, alpha not divided by
+// the window size).
+const (
+	lrnRadius = 5
+	lrnBias   = 1.0
+	lrnAlpha  = 1e-4
+	lrnBeta   = 0.75 // used as x^-0.75 = 1/(sqrt(x)*sqrt(sqrt(x)))
+)
+
+// samePadding returns TensorFlow's 'SAME' padding for one spatial axis: the
+// padding before and after, and the output size ceil(in/stride). The odd pixel
+// goes after (bottom/right).
+func samePadding(in, window, stride int) (before, after, out int) {
+	out = (in + stride - 1) / stride
+	total := max((out-1)*stride+window-in, 0)
+	before = total / 2
+	return before, total - before, out
+}
+
+// padSpatial pads the two spatial axes of an NHWC tensor with a constant. It
+// uses Concatenate because Pad has no gradient in this GoMLX version.
+func padSpatial(x *Node, h, w [2]int, value float64) *Node {
+	for axis, p := range map[int][2]int{1: h, 2: w} {
+		if p[0] == 0 && p[1] == 0 {
+			continue
+		}
+		parts := make([]*Node, 0, 3)
+		for i, n := range []int{p[0], -1, p[1]} {
+			if i == 1 {
+				parts = append(parts, x)
+				continue
+			}
+			if n == 0 {
+				continue
+			}
+			dims := x.Shape().Clone().Dimensions
+			dims[axis] = n
+			parts = append(parts, BroadcastToDims(Scalar(x.Graph(), x.DType(), value), dims...))
+		}
+		x = Concatenate(parts, axis)
+	}
+	return x
+}
+
+// stridedRange selects count elements starting at start, stride apart.
+func stridedRange(start, count, stride int) SliceAxisSpec {
+	return AxisRange(start, start+(count-1)*stride+1).Stride(stride)
+}
+
+// conv2D is a 'SAME'-padded 2-D convolution of an NHWC input with an HWIO
+// kernel.
+func conv2D(x, kernel *Node, stride int, impl string) *Node {
+	dims := x.Shape().Dimensions
+	kdims := kernel.Shape().Dimensions
+	n, h, w, cin := dims[0], dims[1], dims[2], dims[3]
+	kh, kw, cout := kdims[0], kdims[1], kdims[3]
+	ph0, ph1, oh := samePadding(h, kh, stride)
+	pw0, pw1, ow := samePadding(w, kw, stride)
+	if impl == ConvBuiltin {
+		return Convolve(x, kernel).StridePerAxis(stride, stride).
+			PaddingPerDim([][2]int{{ph0, ph1}, {pw0, pw1}}).Done()
+	}
+	// im2col: one strided slice of the padded input per kernel tap, stacked on
+	// the channel axis in (dy, dx, cin) order, which is the row-major order of
+	// the HWIO kernel reshaped to [kh*kw*cin, cout].
+	xp := padSpatial(x, [2]int{ph0, ph1}, [2]int{pw0, pw1}, 0)
+	taps := make([]*Node, 0, kh*kw)
+	for dy := range kh {
+		for dx := range kw {
+			taps = append(taps, Slice(xp, AxisRange(), stridedRange(dy, oh, stride), stridedRange(dx, ow, stride), AxisRange()))
+		}
+	}
+	cols := taps[0]
+	if len(taps) > 1 {
+		cols = Concatenate(taps, -1)
+	}
+	cols = Reshape(cols, n*oh*ow, kh*kw*cin)
+	y := DotGeneral(cols, []int{1}, nil, Reshape(kernel, kh*kw*cin, cout), []int{0}, nil)
+	return Reshape(y, n, oh, ow, cout)
+}
+
+// maxPool3 is a 3x3 'SAME'-padded max pool of an NHWC input.
+func maxPool3(x *Node, stride int, impl string) *Node {
+	const window = 3
+	dims := x.Shape().Dimensions
+	ph0, ph1, oh := samePadding(dims[1], window, stride)
+	pw0, pw1, ow := samePadding(dims[2], window, stride)
+	if impl == PoolBuiltin {
+		return MaxPool(x).Window(window).Strides(stride).
+			PaddingPerDim([][2]int{{ph0, ph1}, {pw0, pw1}}).Done()
+	}
+	// Separable max of strided slices: rows first, then columns. Max routes
+	// the gradient to the arg-max, which is exactly max-pool's gradient.
+	// Padding is the lowest float32, so it never wins against a real value.
+	xp := padSpatial(x, [2]int{ph0, ph1}, [2]int{pw0, pw1}, -math.MaxFloat32)
+	var rows *Node
+	for d := range window {
+		s := Slice(xp, AxisRange(), stridedRange(d, oh, stride), AxisRange(), AxisRange())
+		if rows == nil {
+			rows = s
+		} else {
+			rows = Max(rows, s)
+		}
+	}
+	var out *Node
+	for d := range window {
+		s := Slice(rows, AxisRange(), AxisRange(), stridedRange(d, ow, stride), AxisRange())
+		if out == nil {
+			out = s
+		} else {
+			out = Max(out, s)
+		}
+	}
+	return out
+}
+
+// lrnBand returns the [C, C] 0/1 matrix whose column c sums the channels
+// within lrnRadius of c.
+func lrnBand(channels int) [][]float32 {
+	band := make([][]float32, channels)
+	for i := range band {
+		band[i] = make([]float32, channels)
+		for j := max(0, i-lrnRadius); j <= min(channels-1, i+lrnRadius); j++ {
+			band[i][j] = 1
+		}
+	}
+	return band
+}
+
+// localResponseNorm is TensorFlow's local_response_normalization over the
+// channel axis of an NHWC input:
+// out = x / (bias + alpha * sum_{|c'-c|<=r} x[c']^2)^beta.
+// The window sum is a matmul with a constant band matrix, and x^-0.75 is
+// 1/(sqrt(d)*sqrt(sqrt(d))), both fast and differentiable on every backend.
+func localResponseNorm(x *Node) *Node {
+	dims := x.Shape().Dimensions
+	c := dims[len(dims)-1]
+	rows := x.Shape().Size() / c
+	band := ConvertDType(Const(x.Graph(), lrnBand(c)), x.DType())
+	sq := Reshape(Square(x), rows, c)
+	sum := Reshape(DotGeneral(sq, []int{1}, nil, band, []int{0}, nil), dims...)
+	d := AddScalar(MulScalar(sum, lrnAlpha), lrnBias)
+	root := Sqrt(d)
+	return Div(x, Mul(root, Sqrt(root)))
+}
+
+// relu is max(x, 0).
+func relu(x *Node) *Node { return Max(x, ZerosLike(x)) }
+
+// uniformScaling is tflearn's default conv initializer: uniform in ±sqrt(3/fan_in),
+// where fan_in is the product of all but the last dimension.
+func uniformScaling(scope *gmx.Scope) gmx.VariableInitializer {
+	return func(g *Graph, shape shapes.Shape) *Node {
+		fanIn := shape.Size() / shape.Dimensions[shape.Rank()-1]
+		limit := math.Sqrt(3 / float64(fanIn))
+		u := scope.RandomUniform(g, shape) // [0, 1)
+		return AddScalar(MulScalar(u, 2*limit), -limit)
+	}
+}
+
+// truncatedNormal is tflearn's default dense initializer: a normal with the given
+// stddev, with draws beyond two deviations drawn again (once, then clipped).
+func truncatedNormal(scope *gmx.Scope, stddev float64) gmx.VariableInitializer {
+	return func(g *Graph, shape shapes.Shape) *Node {
+		a := scope.RandomNormal(g, shape)
+		b := scope.RandomNormal(g, shape)
+		outside := GreaterThan(Abs(a), Scalar(g, shape.DType, 2.0))
+		z := ClipScalar(Where(outside, b, a), -2, 2)
+		return MulScalar(z, stddev)
+	}
+}
+
+// zeroInit initialises biases.
+func zeroInit(g *Graph, shape shapes.Shape) *Node { return Zeros(g, shape) }
+
+// convLayer is conv + bias + ReLU, with variables "weights" [k,k,cin,cout] and
+// "biases" [cout] in scope.
+func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride int, impl string) *Node {
+	cin := x.Shape().Dimensions[3]
+	w := scope.WithInitializer(uniformScaling(scope)).
+		VariableWithShape("weights", shapes.Make(dtypes.Float32, kernel, kernel, cin, filters))
+	b := scope.WithInitializer(zeroInit).VariableWithShape("biases", shapes.Make(dtypes.Float32, filters))
+	g := x.Graph()
+	return relu(Add(conv2D(x, w.ValueGraph(g), stride, impl), ExpandLeftToRank(b.ValueGraph(g), 4)))
+}
+
+// denseLayer is x·W + b with W [in, out], regularised as asked: dropout on its
+// output or DropConnect on its weights, only while training. keep == 1 means
+// no regularisation.
+func denseLayer(scope *gmx.Scope, x *Node, units int, reg Regularization, keep float64, training bool) *Node {
+	g := x.Graph()
+	in := x.Shape().Dimensions[1]
+	w := scope.WithInitializer(truncatedNormal(scope, 0.02)).
+		VariableWithShape("weights", shapes.Make(dtypes.Float32, in, units)).ValueGraph(g)
+	b := scope.WithInitializer(zeroInit).VariableWithShape("biases", shapes.Make(dtypes.Float32, units)).ValueGraph(g)
+	if reg == DropConnect && keep < 1 {
+		if training {
+			w = Mul(w, scope.RandomBernoulli(Scalar(g, dtypes.Float32, keep), w.Shape()))
+		} else {
+			w = MulScalar(w, keep)
+		}
+	}
+	return Add(DotGeneral(x, []int{1}, nil, w, []int{0}, nil), ExpandLeftToRank(b, 2))
+}
+
+// dropout is tflearn's dropout(x, keep): kept units are scaled by 1/keep while
+// training; identity at inference.
+func dropout(scope *gmx.Scope, x *Node, keep float64, training bool) *Node {
+	if !training || keep >= 1 {
+		return x
+	}
+	g := x.Graph()
+	mask := scope.RandomBernoulli(Scalar(g, dtypes.Float32, keep), x.Shape())
+	return MulScalar(Mul(x, mask), 1/keep)
+}

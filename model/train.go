@@ -1,0 +1,350 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/gomlx/gomlx/core/tensors"
+	gmx "github.com/gomlx/gomlx/ml/model"
+
+	"github.com/flowerd/flowerd/model/dataset"
+)
+
+// The study's optimizer settings (tflearn's Momentum).
+const (
+	DefaultLearningRate = 0.001
+	DefaultMomentum     = 0.9
+	// DefaultBatchSize is the batch size of the tflearn AlexNet example the study follows.
+	DefaultBatchSize = 64
+)
+
+// TrainOptions configure one training run.
+type TrainOptions struct {
+	// Epochs to run in this call (on top of those already done). Required.
+	Epochs int
+	// BatchSize, default DefaultBatchSize.
+	BatchSize int
+	// LearningRate and Momentum, default the study's 0.001 and 0.9.
+	LearningRate, Momentum float64
+	// Seed of the training order. 0 keeps the seed of the state being
+	// resumed (or 1 for a fresh model), so a resumed run continues exactly.
+	Seed int64
+	// Augment turns on random flips and crops (off in the study).
+	Augment bool
+	// PublishEvery publishes the training weights to the serving snapshot
+	// after every this many epochs, and always at the end. 0 means 1.
+	PublishEvery int
+	// EvalBatchSize for the validation pass, default BatchSize.
+	EvalBatchSize int
+}
+
+func (o TrainOptions) withDefaults(resumeSeed int64) (TrainOptions, error) {
+	if o.Epochs < 1 {
+		return o, fmt.Errorf("%w: epochs %d: need at least 1", ErrInvalidInput, o.Epochs)
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.BatchSize < 1 || o.BatchSize > 4096 {
+		return o, fmt.Errorf("%w: batch size %d: want 1 to 4096", ErrInvalidInput, o.BatchSize)
+	}
+	if o.LearningRate == 0 {
+		o.LearningRate = DefaultLearningRate
+	}
+	if o.Momentum == 0 {
+		o.Momentum = DefaultMomentum
+	}
+	if !(o.LearningRate > 0 && o.LearningRate < 10) || math.IsNaN(o.LearningRate) {
+		return o, fmt.Errorf("%w: learning rate %v: want a value in (0, 10)", ErrInvalidInput, o.LearningRate)
+	}
+	if !(o.Momentum >= 0 && o.Momentum < 1) {
+		return o, fmt.Errorf("%w: momentum %v: want a value in [0, 1)", ErrInvalidInput, o.Momentum)
+	}
+	if o.Seed == 0 {
+		o.Seed = resumeSeed
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	if o.PublishEvery <= 0 {
+		o.PublishEvery = 1
+	}
+	if o.EvalBatchSize <= 0 {
+		o.EvalBatchSize = o.BatchSize
+	}
+	return o, nil
+}
+
+// EpochMetrics are one epoch's figures: the study's Figure 2 data plus cost.
+type EpochMetrics struct {
+	Epoch        int           // 1-based, counting all epochs of the state
+	Step         int64         // optimizer steps taken so far
+	Loss         float64       // mean training loss over the epoch (with dropout on)
+	Accuracy     float64       // training top-1 over the epoch
+	ValLoss      float64       // validation loss with the epoch's final weights
+	ValAccuracy  float64       // validation top-1
+	WallTime     time.Duration // training pass plus validation pass
+	ImagesPerSec float64       // training images per second (training pass only)
+	Published    bool          // the epoch's weights were published for serving
+}
+
+// StepResult is what one optimizer step reports.
+type StepResult struct {
+	Loss    float64 // mean loss over the batch's real rows
+	Correct float64 // real rows predicted right
+	Rows    float64 // real rows
+}
+
+// TrainStep runs one momentum-SGD step on a batch of the training state.
+// Train is built from it; it is exported for tests and benchmarks.
+func (m *Model) TrainStep(ctx context.Context, b dataset.Batch, lr, momentum float64) (StepResult, error) {
+	if !m.train.TryLock() {
+		return StepResult{}, ErrBusy
+	}
+	defer m.train.Unlock()
+	if err := ctx.Err(); err != nil {
+		return StepResult{}, err
+	}
+	return m.step(b, lr, momentum)
+}
+
+func (m *Model) step(b dataset.Batch, lr, momentum float64) (StepResult, error) {
+	n := len(b.Labels)
+	if err := m.checkImages(b.Images, n); err != nil {
+		return StepResult{}, err
+	}
+	if len(b.Weights) != n {
+		return StepResult{}, fmt.Errorf("%w: %d weights for %d labels", ErrInvalidInput, len(b.Weights), n)
+	}
+	var rows float64
+	for i, l := range b.Labels {
+		if l < 0 || int(l) >= m.opts.NumClasses {
+			return StepResult{}, fmt.Errorf("%w: label %d of row %d: want 0 to %d", ErrInvalidInput, l, i, m.opts.NumClasses-1)
+		}
+		rows += float64(b.Weights[i])
+	}
+	var res StepResult
+	err := catch("training step", func() error {
+		out, err := m.stepExec.Exec(
+			tensors.FromFlatDataAndDimensions(b.Images, m.inputShape(n).Dimensions...),
+			tensors.FromFlatDataAndDimensions(b.Labels, n),
+			tensors.FromFlatDataAndDimensions(b.Weights, n),
+			tensors.FromScalar(float32(lr)), tensors.FromScalar(float32(momentum)))
+		if err != nil {
+			return err
+		}
+		lossSum, correct := scalar(out[0]), scalar(out[1])
+		res = StepResult{Loss: lossSum / math.Max(rows, 1), Correct: correct, Rows: rows}
+		return nil
+	})
+	if err != nil {
+		return StepResult{}, err
+	}
+	m.progress.Step++
+	return res, nil
+}
+
+func scalar(t *tensors.Tensor) float64 {
+	v := tensors.ToScalar[float32](t)
+	t.FinalizeAll()
+	return float64(v)
+}
+
+// Train runs o.Epochs epochs of the training split of ds on the training
+// state, then validates on the validation split; after each epoch it calls
+// onEpoch (if not nil) and publishes the weights every o.PublishEvery epochs
+// and at the end. Cancelling ctx stops it before the next step; the state
+// then holds the steps taken, and the error is ctx's. An error returned by
+// onEpoch stops training and is returned.
+func (m *Model) Train(ctx context.Context, ds *dataset.Dataset, o TrainOptions, onEpoch func(EpochMetrics) error) error {
+	if !m.train.TryLock() {
+		return ErrBusy
+	}
+	defer m.train.Unlock()
+	if err := m.checkDataset(ds); err != nil {
+		return err
+	}
+	o, err := o.withDefaults(m.progress.DataSeed)
+	if err != nil {
+		return err
+	}
+	if ds.Len(dataset.Train) == 0 {
+		return fmt.Errorf("%w: the training split is empty", ErrInvalidInput)
+	}
+	m.progress.DataSeed = o.Seed
+	for e := 0; e < o.Epochs; e++ {
+		start := time.Now()
+		batches, err := ds.Batches(ctx, dataset.Train, dataset.BatchOptions{
+			BatchSize: o.BatchSize, Shuffle: true, Seed: o.Seed, Epoch: m.progress.Epoch, Augment: o.Augment})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidInput, err)
+		}
+		var lossSum, correct, rows float64
+		for b := range batches {
+			if err := ctx.Err(); err != nil {
+				break
+			}
+			r, err := m.step(b, o.LearningRate, o.Momentum)
+			if err != nil {
+				return fmt.Errorf("train %s epoch %d: %w", m.variant.Name, m.progress.Epoch+1, err)
+			}
+			lossSum += r.Loss * r.Rows
+			correct += r.Correct
+			rows += r.Rows
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		trainTime := time.Since(start)
+		m.progress.Epoch++
+		met := EpochMetrics{
+			Epoch: m.progress.Epoch, Step: m.progress.Step,
+			Loss: lossSum / rows, Accuracy: correct / rows,
+			ImagesPerSec: rows / trainTime.Seconds(),
+		}
+		if ds.Len(dataset.Val) > 0 {
+			ev, err := m.evaluate(ctx, m.evalExec, ds, dataset.Val, o.EvalBatchSize)
+			if err != nil {
+				return fmt.Errorf("train %s epoch %d: validate: %w", m.variant.Name, m.progress.Epoch, err)
+			}
+			met.ValLoss, met.ValAccuracy = ev.Loss, ev.Top1
+		}
+		met.WallTime = time.Since(start)
+		if (e+1)%o.PublishEvery == 0 || e == o.Epochs-1 {
+			if err := m.publishLocked(); err != nil {
+				return err
+			}
+			met.Published = true
+		}
+		if onEpoch != nil {
+			if err := onEpoch(met); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Model) checkDataset(ds *dataset.Dataset) error {
+	if ds == nil {
+		return fmt.Errorf("%w: no dataset", ErrInvalidInput)
+	}
+	if got := len(ds.Classes()); got != m.opts.NumClasses {
+		return fmt.Errorf("%w: dataset has %d classes, the model %d", ErrInvalidInput, got, m.opts.NumClasses)
+	}
+	if ds.ImageSize() != m.opts.ImageSize {
+		return fmt.Errorf("%w: dataset images are %dpx, the model takes %dpx", ErrInvalidInput, ds.ImageSize(), m.opts.ImageSize)
+	}
+	return nil
+}
+
+// Evaluation is a model's performance on one split.
+type Evaluation struct {
+	Split    string
+	Examples int
+	// Loss is the mean categorical cross-entropy (probabilities clipped at
+	// 1e-10, as tflearn's loss).
+	Loss       float64
+	Top1, Top5 float64
+	// PerClass is the top-1 accuracy of each true class (NaN where the split
+	// has no example of it).
+	PerClass []float64
+	// Confusion[true][predicted] counts examples.
+	Confusion    [][]int
+	ImagesPerSec float64
+	Progress     Progress // the training progress of the weights evaluated
+}
+
+// Evaluate measures the published weights on a split of ds.
+func (m *Model) Evaluate(ctx context.Context, ds *dataset.Dataset, split dataset.Split, batchSize int) (*Evaluation, error) {
+	if err := m.checkDataset(ds); err != nil {
+		return nil, err
+	}
+	if batchSize <= 0 {
+		batchSize = 32
+	}
+	s := m.served.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ev, err := m.evaluate(ctx, s.exec, ds, split, batchSize)
+	if err != nil {
+		return nil, err
+	}
+	ev.Progress = s.progress
+	return ev, nil
+}
+
+func (m *Model) evaluate(ctx context.Context, exec *gmx.Exec, ds *dataset.Dataset, split dataset.Split, batchSize int) (*Evaluation, error) {
+	k := m.opts.NumClasses
+	ev := &Evaluation{Split: split.String(), Confusion: make([][]int, k), PerClass: make([]float64, k)}
+	for i := range ev.Confusion {
+		ev.Confusion[i] = make([]int, k)
+	}
+	batches, err := ds.Batches(ctx, split, dataset.BatchOptions{BatchSize: batchSize})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)
+	}
+	start := time.Now()
+	var top5 int
+	for b := range batches {
+		probs, err := runInference(exec, m.inputShape(len(b.Labels)), b.Images, len(b.Labels), k)
+		if err != nil {
+			return nil, err
+		}
+		for i := range b.Valid {
+			p, label := probs[i], int(b.Labels[i])
+			ev.Loss -= math.Log(math.Max(float64(p[label]), 1e-10))
+			ev.Confusion[label][argmax(p)]++
+			if rankOf(p, label) < 5 {
+				top5++
+			}
+			ev.Examples++
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if ev.Examples == 0 {
+		return nil, fmt.Errorf("%w: the %s split is empty", ErrInvalidInput, split)
+	}
+	var top1 int
+	for c, row := range ev.Confusion {
+		total := 0
+		for _, n := range row {
+			total += n
+		}
+		top1 += row[c]
+		ev.PerClass[c] = math.NaN()
+		if total > 0 {
+			ev.PerClass[c] = float64(row[c]) / float64(total)
+		}
+	}
+	n := float64(ev.Examples)
+	ev.Loss /= n
+	ev.Top1, ev.Top5 = float64(top1)/n, float64(top5)/n
+	ev.ImagesPerSec = n / time.Since(start).Seconds()
+	return ev, nil
+}
+
+func argmax(p []float32) int {
+	best := 0
+	for i, v := range p {
+		if v > p[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// rankOf is the number of classes with a higher probability than class c.
+func rankOf(p []float32, c int) int {
+	r := 0
+	for _, v := range p {
+		if v > p[c] {
+			r++
+		}
+	}
+	return r
+}
