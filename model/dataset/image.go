@@ -1,0 +1,124 @@
+package dataset
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/gif"  // registers GIF with image.Decode
+	_ "image/jpeg" // registers JPEG with image.Decode
+	_ "image/png"  // registers PNG with image.Decode
+	"strings"
+)
+
+// Image limits.
+const (
+	// MaxPixels is the largest image, in pixels by its header, that is
+	// decoded; larger ones are refused before any pixel is decoded.
+	MaxPixels = 50_000_000
+	// MaxSide is the longest side, in pixels, of an image that is decoded
+	// (JPEG's own limit).
+	MaxSide = 65535
+	// MinImageSize and MaxImageSize bound the side of the square images
+	// produced by Load and Decode.
+	MinImageSize = 8
+	MaxImageSize = 1024
+)
+
+// Errors of Decode (and reasons for Load to skip a file). All three mean the
+// input is bad, not that the program is.
+var (
+	// ErrUnsupportedFormat is returned for data that is not JPEG, PNG or GIF.
+	ErrUnsupportedFormat = errors.New("unsupported format")
+	// ErrImageTooLarge is returned for images of more than MaxPixels pixels
+	// or MaxSide pixels a side.
+	ErrImageTooLarge = errors.New("image too large")
+	// ErrCorruptImage is returned for empty, truncated or malformed images.
+	ErrCorruptImage = errors.New("corrupt image")
+)
+
+// Decode turns one JPEG, PNG or GIF image into size x size x 3 float32
+// pixels in [0, 1], row-major HWC, with the preprocessing that Load applies
+// to the training images: converted to RGB (transparent pixels over black),
+// resized to a square ignoring the aspect ratio, quantised to 8 bits, then
+// divided by 255. It never panics, also on hostile input.
+func Decode(data []byte, size int) ([]float32, error) {
+	if size < MinImageSize || size > MaxImageSize {
+		return nil, fmt.Errorf("decode image: %w: size %d, want %d to %d", ErrInvalidOptions, size, MinImageSize, MaxImageSize)
+	}
+	pix, err := decodeRGB(data, size)
+	if err != nil {
+		return nil, fmt.Errorf("decode image: %w", err)
+	}
+	out := make([]float32, len(pix))
+	for i, v := range pix {
+		out[i] = byteToFloat[v]
+	}
+	return out, nil
+}
+
+// byteToFloat maps a byte to its value in [0, 1].
+var byteToFloat = func() (t [256]float32) {
+	for i := range t {
+		t[i] = float32(i) / 255
+	}
+	return t
+}()
+
+// decodeRGB decodes data and resizes it to size x size RGB bytes (HWC).
+func decodeRGB(data []byte, size int) ([]uint8, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: no data", ErrCorruptImage)
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if errors.Is(err, image.ErrFormat) {
+		return nil, fmt.Errorf("%w: want jpeg, png or gif", ErrUnsupportedFormat)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrCorruptImage, detail(format, err))
+	}
+	switch format {
+	case "jpeg", "png", "gif":
+	default:
+		return nil, fmt.Errorf("%w: %s, want jpeg, png or gif", ErrUnsupportedFormat, format)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return nil, fmt.Errorf("%w: %s header says %dx%d", ErrCorruptImage, format, cfg.Width, cfg.Height)
+	}
+	if cfg.Width > MaxSide || cfg.Height > MaxSide {
+		return nil, fmt.Errorf("%w: %s is %dx%d, limit %d pixels a side", ErrImageTooLarge, format, cfg.Width, cfg.Height, MaxSide)
+	}
+	if px := int64(cfg.Width) * int64(cfg.Height); px > MaxPixels {
+		return nil, fmt.Errorf("%w: %s is %dx%d (%.1f megapixels), limit %d megapixels", ErrImageTooLarge,
+			format, cfg.Width, cfg.Height, float64(px)/1e6, MaxPixels/1_000_000)
+	}
+	img, err := safeDecode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrCorruptImage, detail(format, err))
+	}
+	if b := img.Bounds(); b.Empty() {
+		return nil, fmt.Errorf("%w: %s has no pixels", ErrCorruptImage, format)
+	}
+	return resizeRGB(img, size), nil
+}
+
+// detail describes a decoder error, naming the format unless it does.
+func detail(format string, err error) string {
+	msg := err.Error()
+	if format == "" || strings.HasPrefix(msg, format+":") {
+		return msg
+	}
+	return format + ": " + msg
+}
+
+// safeDecode is image.Decode with a recover: the standard decoders are not
+// supposed to panic, but a panic here would cross a goroutine or RPC boundary.
+func safeDecode(data []byte) (img image.Image, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			img, err = nil, fmt.Errorf("decoder panicked: %v", r)
+		}
+	}()
+	img, _, err = image.Decode(bytes.NewReader(data))
+	return img, err
+}
