@@ -21,6 +21,8 @@ const (
 	ParamConvImpl = "conv_impl"
 	// ParamPoolImpl (string): PoolSlices or PoolBuiltin.
 	ParamPoolImpl = "pool_impl"
+	// ParamInitSeed (int64): seed of the initial weights.
+	ParamInitSeed = "init_seed"
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.

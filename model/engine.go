@@ -104,6 +104,7 @@ type Model struct {
 	stepExec *gmx.Exec
 	evalExec *gmx.Exec
 	progress Progress
+	steps    atomic.Int64 // optimizer steps taken by this process, readable while training
 
 	served atomic.Pointer[snapshot]
 }
@@ -180,6 +181,7 @@ func (m *Model) ServedProgress() Progress { return m.served.Load().progress }
 func (m *Model) newStore() (*gmx.Store, error) {
 	store := gmx.NewStore()
 	setVariantParams(store, m.variant, m.opts.NumClasses, m.opts.ConvImpl, m.opts.PoolImpl)
+	store.RootScope().SetParam(ParamInitSeed, m.opts.Seed)
 	return store, nil
 }
 
@@ -237,13 +239,19 @@ func (m *Model) stepGraph(scope *gmx.Scope, in []*Node) []*Node {
 	}
 	grads := Gradient(loss, nodes...)
 	for i, v := range vars {
-		vel := scope.Store().Scope(velocityScope+v.Scope()).WithInitializer(zeroInit).
-			VariableWithShape(v.Name(), v.Shape()).SetTrainable(false)
-		newVel := Add(Mul(momentum, vel.ValueGraph(g)), grads[i])
+		vel := variable(scope.Store().Scope(velocityScope+v.Scope()), v.Name(), v.Shape(), nil).SetTrainable(false)
+		newParam, newVel := momentumUpdate(nodes[i], vel.ValueGraph(g), grads[i], lr, momentum)
 		vel.SetValueGraph(newVel)
-		v.SetValueGraph(Sub(nodes[i], Mul(lr, newVel)))
+		v.SetValueGraph(newParam)
 	}
 	return []*Node{lossSum, correct}
+}
+
+// momentumUpdate is TensorFlow's MomentumOptimizer step (non-Nesterov):
+// v' = momentum*v + grad; w' = w - lr*v'.
+func momentumUpdate(param, vel, grad, lr, momentum *Node) (newParam, newVel *Node) {
+	newVel = Add(Mul(momentum, vel), grad)
+	return Sub(param, Mul(lr, newVel)), newVel
 }
 
 // crossEntropy is the categorical cross-entropy of softmax(logits) against

@@ -1,11 +1,14 @@
 package model
 
 import (
+	"hash/fnv"
 	"math"
+	"math/rand/v2"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads best with the ops unqualified
+	"github.com/gomlx/gomlx/core/tensors"
 	gmx "github.com/gomlx/gomlx/ml/model"
 )
 
@@ -170,39 +173,57 @@ func localResponseNorm(x *Node) *Node {
 // relu is max(x, 0).
 func relu(x *Node) *Node { return Max(x, ZerosLike(x)) }
 
-// uniformScaling is tflearn's default conv initializer: uniform in ±sqrt(3/fan_in),
-// where fan_in is the product of all but the last dimension.
-func uniformScaling(scope *gmx.Scope) gmx.VariableInitializer {
-	return func(g *Graph, shape shapes.Shape) *Node {
-		fanIn := shape.Size() / shape.Dimensions[shape.Rank()-1]
-		limit := math.Sqrt(3 / float64(fanIn))
-		u := scope.RandomUniform(g, shape) // [0, 1)
-		return AddScalar(MulScalar(u, 2*limit), -limit)
+// variable returns the scope's variable name, creating it with init's values
+// when it does not exist yet. Values are made on the host from a PRNG seeded
+// by the store's ParamInitSeed and the variable's path, so a variant's
+// initial weights depend only on its seed, on every backend, and cost a
+// fraction of a second (the go backend's in-graph RNG took ~14 s for model1).
+func variable(scope *gmx.Scope, name string, shape shapes.Shape, init func(r *rand.Rand, flat []float32)) *gmx.Variable {
+	if v := scope.GetVariable(name); v != nil {
+		return v
+	}
+	t := tensors.FromShape(shape)
+	if init != nil {
+		seed := gmx.GetParamOr(scope, ParamInitSeed, int64(1))
+		h := fnv.New64a()
+		h.Write([]byte(gmx.JoinPath(scope.Scope(), name)))
+		r := rand.New(rand.NewPCG(uint64(seed), h.Sum64()))
+		tensors.MustMutableFlatData(t, func(flat []float32) { init(r, flat) })
+	}
+	return scope.VariableWithValue(name, t)
+}
+
+// uniformScaling is tflearn's default conv initializer: uniform in
+// ±sqrt(3/fan_in), fan_in being the product of all but the last dimension.
+func uniformScaling(fanIn int) func(r *rand.Rand, flat []float32) {
+	limit := math.Sqrt(3 / float64(fanIn))
+	return func(r *rand.Rand, flat []float32) {
+		for i := range flat {
+			flat[i] = float32((2*r.Float64() - 1) * limit)
+		}
 	}
 }
 
-// truncatedNormal is tflearn's default dense initializer: a normal with the given
-// stddev, with draws beyond two deviations drawn again (once, then clipped).
-func truncatedNormal(scope *gmx.Scope, stddev float64) gmx.VariableInitializer {
-	return func(g *Graph, shape shapes.Shape) *Node {
-		a := scope.RandomNormal(g, shape)
-		b := scope.RandomNormal(g, shape)
-		outside := GreaterThan(Abs(a), Scalar(g, shape.DType, 2.0))
-		z := ClipScalar(Where(outside, b, a), -2, 2)
-		return MulScalar(z, stddev)
+// truncatedNormal is tflearn's default dense initializer: a normal with the
+// given stddev, redrawn beyond two deviations (TensorFlow's truncated_normal).
+func truncatedNormal(stddev float64) func(r *rand.Rand, flat []float32) {
+	return func(r *rand.Rand, flat []float32) {
+		for i := range flat {
+			z := r.NormFloat64()
+			for math.Abs(z) > 2 {
+				z = r.NormFloat64()
+			}
+			flat[i] = float32(z * stddev)
+		}
 	}
 }
-
-// zeroInit initialises biases.
-func zeroInit(g *Graph, shape shapes.Shape) *Node { return Zeros(g, shape) }
 
 // convLayer is conv + bias + ReLU, with variables "weights" [k,k,cin,cout] and
 // "biases" [cout] in scope.
 func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride int, impl string) *Node {
 	cin := x.Shape().Dimensions[3]
-	w := scope.WithInitializer(uniformScaling(scope)).
-		VariableWithShape("weights", shapes.Make(dtypes.Float32, kernel, kernel, cin, filters))
-	b := scope.WithInitializer(zeroInit).VariableWithShape("biases", shapes.Make(dtypes.Float32, filters))
+	w := variable(scope, "weights", shapes.Make(dtypes.Float32, kernel, kernel, cin, filters), uniformScaling(kernel*kernel*cin))
+	b := variable(scope, "biases", shapes.Make(dtypes.Float32, filters), nil)
 	g := x.Graph()
 	return relu(Add(conv2D(x, w.ValueGraph(g), stride, impl), ExpandLeftToRank(b.ValueGraph(g), 4)))
 }
@@ -213,9 +234,8 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride int, impl stri
 func denseLayer(scope *gmx.Scope, x *Node, units int, reg Regularization, keep float64, training bool) *Node {
 	g := x.Graph()
 	in := x.Shape().Dimensions[1]
-	w := scope.WithInitializer(truncatedNormal(scope, 0.02)).
-		VariableWithShape("weights", shapes.Make(dtypes.Float32, in, units)).ValueGraph(g)
-	b := scope.WithInitializer(zeroInit).VariableWithShape("biases", shapes.Make(dtypes.Float32, units)).ValueGraph(g)
+	w := variable(scope, "weights", shapes.Make(dtypes.Float32, in, units), truncatedNormal(0.02)).ValueGraph(g)
+	b := variable(scope, "biases", shapes.Make(dtypes.Float32, units), nil).ValueGraph(g)
 	if reg == DropConnect && keep < 1 {
 		if training {
 			w = Mul(w, scope.RandomBernoulli(Scalar(g, dtypes.Float32, keep), w.Shape()))

@@ -143,6 +143,7 @@ func (m *Model) step(b dataset.Batch, lr, momentum float64) (StepResult, error) 
 		return StepResult{}, err
 	}
 	m.progress.Step++
+	m.steps.Add(1)
 	return res, nil
 }
 

@@ -1,0 +1,213 @@
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
+)
+
+func testBackend(t testing.TB) *Backend {
+	t.Helper()
+	b, err := NewBackend("go")
+	if err != nil {
+		t.Fatalf("NewBackend(go) = %v", err)
+	}
+	return b
+}
+
+func randomValues(r *rand.Rand, n int) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = r.NormFloat64()
+	}
+	return v
+}
+
+// eval runs fn on one float64 input of the given dims and returns the flat output.
+func eval(t *testing.T, b compute.Backend, fn func(x *Node) *Node, x []float64, dims ...int) []float64 {
+	t.Helper()
+	out, err := ExecOnce(b, fn, tensors.FromFlatDataAndDimensions(x, dims...))
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	return tensors.MustCopyFlatData[float64](out)
+}
+
+// checkGradient compares the graph gradient of sum(fn(x)·r), for a fixed random
+// r, with central finite differences at every input element, in float64.
+func checkGradient(t *testing.T, name string, fn func(x *Node) *Node, dims ...int) {
+	t.Helper()
+	b := testBackend(t).b
+	r := rand.New(rand.NewPCG(1, 2))
+	n := 1
+	for _, d := range dims {
+		n *= d
+	}
+	x := randomValues(r, n)
+	outLen := len(eval(t, b, fn, x, dims...))
+	weights := randomValues(r, outLen)
+	objective := func(x *Node) *Node {
+		y := fn(x)
+		w := Const(x.Graph(), tensors.FromFlatDataAndDimensions(weights, y.Shape().Dimensions...))
+		return ReduceAllSum(Mul(y, w))
+	}
+	grad := eval(t, b, func(x *Node) *Node { return Gradient(objective(x), x)[0] }, x, dims...)
+	const h = 1e-6
+	for i := range x {
+		orig := x[i]
+		x[i] = orig + h
+		up := eval(t, b, objective, x, dims...)[0]
+		x[i] = orig - h
+		down := eval(t, b, objective, x, dims...)[0]
+		x[i] = orig
+		numeric := (up - down) / (2 * h)
+		if math.Abs(numeric-grad[i]) > 1e-5*math.Max(1, math.Abs(numeric)) {
+			t.Fatalf("%s: d/dx[%d] = %v (graph); finite differences give %v", name, i, grad[i], numeric)
+		}
+	}
+}
+
+func TestMaxPoolGradient(t *testing.T) {
+	for _, stride := range []int{2, 3} {
+		checkGradient(t, "maxPool3", func(x *Node) *Node { return maxPool3(x, stride, PoolSlices) }, 2, 7, 8, 3)
+	}
+}
+
+func TestLRNGradient(t *testing.T) {
+	checkGradient(t, "localResponseNorm", func(x *Node) *Node {
+		// Scale up so the normaliser is far from 1 and its gradient matters.
+		return localResponseNorm(MulScalar(x, 30))
+	}, 1, 3, 2, 13)
+}
+
+func TestConvIm2colGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	kernel := randomValues(r, 3*3*2*4)
+	checkGradient(t, "conv2D", func(x *Node) *Node {
+		k := Const(x.Graph(), tensors.FromFlatDataAndDimensions(kernel, 3, 3, 2, 4))
+		return conv2D(x, k, 2, ConvIm2col)
+	}, 1, 7, 6, 2)
+}
+
+// TestFormulationsAgree checks the go backend's formulations against GoMLX's
+// built-in convolution and max pool (forward only: the built-in max pool has
+// no gradient on the go backend).
+func TestFormulationsAgree(t *testing.T) {
+	b := testBackend(t).b
+	r := rand.New(rand.NewPCG(5, 6))
+	tests := []struct {
+		name           string
+		dims           []int
+		kernel, stride int
+		cout           int
+	}{
+		{"conv 11x11/4 on 27px", []int{2, 27, 27, 3}, 11, 4, 5},
+		{"conv 5x5/1", []int{1, 9, 8, 4}, 5, 1, 3},
+		{"conv 3x3/1", []int{1, 6, 6, 3}, 3, 1, 2},
+	}
+	for _, tc := range tests {
+		n := tc.dims[0] * tc.dims[1] * tc.dims[2] * tc.dims[3]
+		x := randomValues(r, n)
+		kernel := randomValues(r, tc.kernel*tc.kernel*tc.dims[3]*tc.cout)
+		conv := func(impl string) func(x *Node) *Node {
+			return func(x *Node) *Node {
+				k := Const(x.Graph(), tensors.FromFlatDataAndDimensions(kernel, tc.kernel, tc.kernel, tc.dims[3], tc.cout))
+				return conv2D(x, k, tc.stride, impl)
+			}
+		}
+		assertClose(t, tc.name, eval(t, b, conv(ConvIm2col), x, tc.dims...), eval(t, b, conv(ConvBuiltin), x, tc.dims...))
+	}
+	for _, stride := range []int{1, 2, 3} {
+		dims := []int{2, 13, 14, 3}
+		x := randomValues(r, 2*13*14*3)
+		pool := func(impl string) func(x *Node) *Node {
+			return func(x *Node) *Node { return maxPool3(x, stride, impl) }
+		}
+		assertClose(t, "maxPool3", eval(t, b, pool(PoolSlices), x, dims...), eval(t, b, pool(PoolBuiltin), x, dims...))
+	}
+}
+
+func assertClose(t *testing.T, name string, got, want []float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values; want %d", name, len(got), len(want))
+	}
+	for i := range got {
+		if math.Abs(got[i]-want[i]) > 1e-9*math.Max(1, math.Abs(want[i])) {
+			t.Fatalf("%s: value %d = %v; want %v", name, i, got[i], want[i])
+		}
+	}
+}
+
+// TestLRNMatchesDefinition checks the band-matmul LRN against TensorFlow's
+// formula computed by hand.
+func TestLRNMatchesDefinition(t *testing.T) {
+	b := testBackend(t).b
+	r := rand.New(rand.NewPCG(7, 8))
+	const c = 14
+	x := randomValues(r, 2*c)
+	for i := range x {
+		x[i] *= 40
+	}
+	got := eval(t, b, localResponseNorm, x, 1, 1, 2, c)
+	for p := range 2 {
+		for ch := range c {
+			var sum float64
+			for j := max(0, ch-5); j <= min(c-1, ch+5); j++ {
+				sum += x[p*c+j] * x[p*c+j]
+			}
+			want := x[p*c+ch] / math.Pow(1+1e-4*sum, 0.75)
+			if math.Abs(got[p*c+ch]-want) > 1e-9*math.Max(1, math.Abs(want)) {
+				t.Fatalf("lrn[%d,%d] = %v; want %v", p, ch, got[p*c+ch], want)
+			}
+		}
+	}
+}
+
+// TestMomentumUpdate checks two steps of the update against hand-computed values.
+func TestMomentumUpdate(t *testing.T) {
+	b := testBackend(t).b
+	step := func(w, v, g []float64) (nw, nv []float64) {
+		out, err := ExecOnceN(b, func(w, v, g *Node) []*Node {
+			gr := w.Graph()
+			p, nv := momentumUpdate(w, v, g, Scalar(gr, dtypes.Float64, 0.1), Scalar(gr, dtypes.Float64, 0.9))
+			return []*Node{p, nv}
+		}, w, v, g)
+		if err != nil {
+			t.Fatalf("exec: %v", err)
+		}
+		return tensors.MustCopyFlatData[float64](out[0]), tensors.MustCopyFlatData[float64](out[1])
+	}
+	w, v := []float64{1, -2}, []float64{0, 0}
+	w, v = step(w, v, []float64{0.5, 1})
+	// v1 = g1 = (0.5, 1); w1 = w0 - 0.1*v1 = (0.95, -2.1)
+	assertClose(t, "v1", v, []float64{0.5, 1})
+	assertClose(t, "w1", w, []float64{0.95, -2.1})
+	w, v = step(w, v, []float64{-1, 2})
+	// v2 = 0.9*v1 + g2 = (-0.55, 2.9); w2 = w1 - 0.1*v2 = (1.005, -2.39)
+	assertClose(t, "v2", v, []float64{-0.55, 2.9})
+	assertClose(t, "w2", w, []float64{1.005, -2.39})
+}
+
+func TestSamePadding(t *testing.T) {
+	tests := []struct{ in, window, stride, before, after, out int }{
+		{227, 11, 4, 4, 4, 57},
+		{57, 3, 2, 1, 1, 29},
+		{57, 3, 3, 0, 0, 19},
+		{29, 5, 1, 2, 2, 29},
+		{15, 3, 2, 1, 1, 8},
+		{7, 3, 3, 1, 1, 3},
+		{8, 3, 2, 0, 1, 4},
+	}
+	for _, tc := range tests {
+		b, a, o := samePadding(tc.in, tc.window, tc.stride)
+		if b != tc.before || a != tc.after || o != tc.out {
+			t.Errorf("samePadding(%d, %d, %d) = %d, %d, %d; want %d, %d, %d", tc.in, tc.window, tc.stride, b, a, o, tc.before, tc.after, tc.out)
+		}
+	}
+}
