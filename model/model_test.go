@@ -136,7 +136,7 @@ func TestPredictRejectsBadInput(t *testing.T) {
 		len  int
 	}{
 		{"no images", 0, 0},
-		{"short", 1, 67 * 67 * 3 - 1},
+		{"short", 1, 67*67*3 - 1},
 		{"count mismatch", 2, 67 * 67 * 3},
 	} {
 		if _, err := m.Predict(context.Background(), make([]float32, tc.len), tc.n); !errors.Is(err, ErrInvalidInput) {
