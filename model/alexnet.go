@@ -28,6 +28,13 @@ const (
 // NumClasses is the number of Oxford 17 Flowers classes.
 const NumClasses = 17
 
+// FlowerClasses returns the Oxford 17 Flowers class names in label order:
+// sorted, as the dataset loader numbers class folders.
+func FlowerClasses() []string {
+	return []string{"bluebell", "buttercup", "coltsfoot", "cowslip", "crocus", "daffodil", "daisy", "dandelion",
+		"fritillary", "iris", "lilyvalley", "pansy", "snowdrop", "sunflower", "tigerlily", "tulip", "windflower"}
+}
+
 // ImageSize is the side of the square input images.
 const ImageSize = 227
 

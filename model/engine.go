@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,8 +37,10 @@ const velocityScope = "/momentum"
 type Options struct {
 	// Seed drives weight initialisation and the dropout masks. Default 1.
 	Seed int64
-	// NumClasses is the output width. Default NumClasses (17).
-	NumClasses int
+	// Classes names the output classes, in label order. Default
+	// FlowerClasses(), the 17 Oxford Flowers classes in the order the
+	// dataset loader numbers them (sorted folder names).
+	Classes []string
 	// ImageSize is the side of the square input. Default ImageSize (227);
 	// smaller sizes are for tests.
 	ImageSize int
@@ -50,9 +53,10 @@ func (o Options) withDefaults(b *Backend) Options {
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
-	if o.NumClasses == 0 {
-		o.NumClasses = NumClasses
+	if o.Classes == nil {
+		o.Classes = FlowerClasses()
 	}
+	o.Classes = slices.Clone(o.Classes)
 	if o.ImageSize == 0 {
 		o.ImageSize = ImageSize
 	}
@@ -72,8 +76,15 @@ func (o Options) withDefaults(b *Backend) Options {
 }
 
 func (o Options) validate() error {
-	if o.NumClasses < 2 {
-		return fmt.Errorf("%w: num classes %d: need at least 2", ErrInvalidInput, o.NumClasses)
+	if len(o.Classes) < 2 {
+		return fmt.Errorf("%w: %d classes: need at least 2", ErrInvalidInput, len(o.Classes))
+	}
+	seen := make(map[string]bool, len(o.Classes))
+	for _, c := range o.Classes {
+		if c == "" || seen[c] {
+			return fmt.Errorf("%w: class names must be distinct and not empty: %q", ErrInvalidInput, o.Classes)
+		}
+		seen[c] = true
 	}
 	if o.ImageSize < 32 {
 		return fmt.Errorf("%w: image size %d: need at least 32", ErrInvalidInput, o.ImageSize)
@@ -167,7 +178,14 @@ func New(b *Backend, v Variant, o Options) (*Model, error) {
 func (m *Model) Variant() Variant { return m.variant }
 
 // Options returns the options the model was built with, defaults filled in.
-func (m *Model) Options() Options { return m.opts }
+func (m *Model) Options() Options {
+	o := m.opts
+	o.Classes = slices.Clone(o.Classes)
+	return o
+}
+
+// Classes names the model's outputs, in label order.
+func (m *Model) Classes() []string { return slices.Clone(m.opts.Classes) }
 
 // NumParameters is the number of trainable parameters (weights and biases).
 func (m *Model) NumParameters() int {
@@ -180,7 +198,7 @@ func (m *Model) ServedProgress() Progress { return m.served.Load().progress }
 // newStore returns an empty store carrying this model's hyperparameters.
 func (m *Model) newStore() (*gmx.Store, error) {
 	store := gmx.NewStore()
-	setVariantParams(store, m.variant, m.opts.NumClasses, m.opts.ConvImpl, m.opts.PoolImpl)
+	setVariantParams(store, m.variant, len(m.opts.Classes), m.opts.ConvImpl, m.opts.PoolImpl)
 	store.RootScope().SetParam(ParamInitSeed, m.opts.Seed)
 	return store, nil
 }
@@ -324,7 +342,7 @@ func (m *Model) checkImages(images []float32, n int) error {
 func (s *snapshot) predict(m *Model, images []float32, n int) ([][]float32, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return runInference(s.exec, m.inputShape(n), images, n, m.opts.NumClasses)
+	return runInference(s.exec, m.inputShape(n), images, n, len(m.opts.Classes))
 }
 
 // runInference executes an inference graph on a batch and splits the output rows.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,7 +149,7 @@ func TestPredictRejectsBadInput(t *testing.T) {
 // batchLoss is the mean loss of the training weights on a batch, without dropout.
 func batchLoss(t *testing.T, m *Model, b dataset.Batch) float64 {
 	t.Helper()
-	probs, err := runInference(m.evalExec, m.inputShape(len(b.Labels)), b.Images, len(b.Labels), m.opts.NumClasses)
+	probs, err := runInference(m.evalExec, m.inputShape(len(b.Labels)), b.Images, len(b.Labels), len(m.opts.Classes))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +216,7 @@ func variableValues(t *testing.T, m *Model, path string) []float32 {
 func TestStateRoundTrip(t *testing.T) {
 	ds := loadFlowers(t, dataset.Options{Classes: []string{"tulip", "iris"}, TrainPerClass: 4, ValPerClass: 0, TestPerClass: 0, ImageSize: 99})
 	b := testBackend(t)
-	o := Options{NumClasses: 2, ImageSize: 99}
+	o := Options{Classes: []string{"iris", "tulip"}, ImageSize: 99}
 	a := newModel(t, b, "model5", o) // DropConnect: the RNG state matters
 	batch := firstBatch(t, ds, dataset.Train, 8)
 	if _, err := a.TrainStep(context.Background(), cloneBatch(batch), 0.01, 0.9); err != nil {
@@ -230,7 +231,7 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Fatalf("ReadStateInfo = %+v, %v; want model5 at step 1", info, err)
 	}
 
-	c := newModel(t, b, "model5", Options{NumClasses: 2, ImageSize: 99, Seed: 42})
+	c := newModel(t, b, "model5", Options{Classes: []string{"iris", "tulip"}, ImageSize: 99, Seed: 42})
 	for _, tc := range []struct {
 		name  string
 		state []byte
@@ -278,7 +279,7 @@ func flipByte(b []byte, i int) []byte {
 // TestTrainCancel checks that a cancelled context stops training within one step.
 func TestTrainCancel(t *testing.T) {
 	ds := loadFlowers(t, dataset.Options{Classes: []string{"crocus", "pansy"}, TrainPerClass: 20, ValPerClass: 2, TestPerClass: 0, ImageSize: 99})
-	m := newModel(t, testBackend(t), "model2", Options{NumClasses: 2, ImageSize: 99})
+	m := newModel(t, testBackend(t), "model2", Options{Classes: ds.Classes(), ImageSize: 99})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var atCancel atomic.Int64
@@ -310,7 +311,7 @@ func TestTrainOnFlowers(t *testing.T) {
 	}
 	ds := loadFlowers(t, dataset.Options{Classes: []string{"sunflower", "bluebell", "snowdrop"},
 		TrainPerClass: 40, ValPerClass: 15, TestPerClass: 0, Seed: 7, ImageSize: 99})
-	m := newModel(t, testBackend(t), "model2", Options{NumClasses: 3, ImageSize: 99})
+	m := newModel(t, testBackend(t), "model2", Options{Classes: ds.Classes(), ImageSize: 99})
 	const epochs = 12
 	var history []EpochMetrics
 	err := m.Train(context.Background(), ds, TrainOptions{Epochs: epochs, BatchSize: 16, LearningRate: 0.01}, func(e EpochMetrics) error {
@@ -340,9 +341,26 @@ func TestTrainOnFlowers(t *testing.T) {
 	}
 }
 
+// TestFlowerClasses checks the default class names against the data's folders.
+func TestFlowerClasses(t *testing.T) {
+	entries, err := os.ReadDir(dataDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var folders []string
+	for _, e := range entries {
+		if e.IsDir() {
+			folders = append(folders, e.Name())
+		}
+	}
+	if !slices.Equal(folders, FlowerClasses()) {
+		t.Errorf("FlowerClasses() = %q; the data's folders are %q", FlowerClasses(), folders)
+	}
+}
+
 func TestTrainRejectsMismatchedDataset(t *testing.T) {
 	ds := loadFlowers(t, dataset.Options{Classes: []string{"tulip", "iris", "daisy"}, TrainPerClass: 1, ValPerClass: 0, TestPerClass: 0, ImageSize: 99})
-	m := newModel(t, testBackend(t), "model2", Options{NumClasses: 2, ImageSize: 99})
+	m := newModel(t, testBackend(t), "model2", Options{Classes: []string{"iris", "tulip"}, ImageSize: 99})
 	if err := m.Train(context.Background(), ds, TrainOptions{Epochs: 1}, nil); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("Train(3-class data, 2-class model) = %v; want ErrInvalidInput", err)
 	}

@@ -28,13 +28,13 @@ const (
 )
 
 type stateHeader struct {
-	Format     int        `json:"format"`
-	Variant    Variant    `json:"variant"`
-	NumClasses int        `json:"num_classes"`
-	ImageSize  int        `json:"image_size"`
-	Seed       int64      `json:"seed"`
-	Progress   Progress   `json:"progress"`
-	Variables  []stateVar `json:"variables"`
+	Format    int        `json:"format"`
+	Variant   Variant    `json:"variant"`
+	Classes   []string   `json:"classes"`
+	ImageSize int        `json:"image_size"`
+	Seed      int64      `json:"seed"`
+	Progress  Progress   `json:"progress"`
+	Variables []stateVar `json:"variables"`
 }
 
 type stateVar struct {
@@ -59,11 +59,11 @@ func (v stateVar) shape() (shapes.Shape, error) {
 
 // StateInfo describes serialised training state without loading it.
 type StateInfo struct {
-	Variant    Variant
-	NumClasses int
-	ImageSize  int
-	Seed       int64
-	Progress   Progress
+	Variant   Variant
+	Classes   []string
+	ImageSize int
+	Seed      int64
+	Progress  Progress
 	// Bytes is the size of the variables' data.
 	Bytes int64
 }
@@ -74,7 +74,7 @@ type StateInfo struct {
 func (m *Model) WriteState(w io.Writer) error {
 	m.train.Lock()
 	defer m.train.Unlock()
-	h := stateHeader{Format: stateFormat, Variant: m.variant, NumClasses: m.opts.NumClasses,
+	h := stateHeader{Format: stateFormat, Variant: m.variant, Classes: m.opts.Classes,
 		ImageSize: m.opts.ImageSize, Seed: m.opts.Seed, Progress: m.progress}
 	var vars []*gmx.Variable
 	for v := range m.store.IterVariables() {
@@ -162,7 +162,7 @@ func ReadStateInfo(r io.Reader) (StateInfo, error) {
 	if err != nil {
 		return StateInfo{}, err
 	}
-	info := StateInfo{Variant: h.Variant, NumClasses: h.NumClasses, ImageSize: h.ImageSize, Seed: h.Seed, Progress: h.Progress}
+	info := StateInfo{Variant: h.Variant, Classes: h.Classes, ImageSize: h.ImageSize, Seed: h.Seed, Progress: h.Progress}
 	for _, v := range h.Variables {
 		s, err := v.shape()
 		if err != nil {
@@ -233,9 +233,9 @@ func (m *Model) checkHeader(h stateHeader) error {
 	if a.PoolStrides != b.PoolStrides || a.Regularization != b.Regularization || a.KeepProbabilities() != b.KeepProbabilities() {
 		return fmt.Errorf("%w: state is of variant %s (%+v), the model is %s (%+v)", ErrStateMismatch, a.Name, a, b.Name, b)
 	}
-	if h.NumClasses != m.opts.NumClasses || h.ImageSize != m.opts.ImageSize {
-		return fmt.Errorf("%w: state has %d classes at %dpx, the model %d at %dpx",
-			ErrStateMismatch, h.NumClasses, h.ImageSize, m.opts.NumClasses, m.opts.ImageSize)
+	if !slices.Equal(h.Classes, m.opts.Classes) || h.ImageSize != m.opts.ImageSize {
+		return fmt.Errorf("%w: state has classes %q at %dpx, the model %q at %dpx",
+			ErrStateMismatch, h.Classes, h.ImageSize, m.opts.Classes, m.opts.ImageSize)
 	}
 	want := map[string]shapes.Shape{}
 	for v := range m.store.IterVariables() {

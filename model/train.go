@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/gomlx/gomlx/core/tensors"
@@ -120,8 +121,8 @@ func (m *Model) step(b dataset.Batch, lr, momentum float64) (StepResult, error) 
 	}
 	var rows float64
 	for i, l := range b.Labels {
-		if l < 0 || int(l) >= m.opts.NumClasses {
-			return StepResult{}, fmt.Errorf("%w: label %d of row %d: want 0 to %d", ErrInvalidInput, l, i, m.opts.NumClasses-1)
+		if l < 0 || int(l) >= len(m.opts.Classes) {
+			return StepResult{}, fmt.Errorf("%w: label %d of row %d: want 0 to %d", ErrInvalidInput, l, i, len(m.opts.Classes)-1)
 		}
 		rows += float64(b.Weights[i])
 	}
@@ -232,8 +233,8 @@ func (m *Model) checkDataset(ds *dataset.Dataset) error {
 	if ds == nil {
 		return fmt.Errorf("%w: no dataset", ErrInvalidInput)
 	}
-	if got := len(ds.Classes()); got != m.opts.NumClasses {
-		return fmt.Errorf("%w: dataset has %d classes, the model %d", ErrInvalidInput, got, m.opts.NumClasses)
+	if got := ds.Classes(); !slices.Equal(got, m.opts.Classes) {
+		return fmt.Errorf("%w: dataset classes %q differ from the model's %q", ErrInvalidInput, got, m.opts.Classes)
 	}
 	if ds.ImageSize() != m.opts.ImageSize {
 		return fmt.Errorf("%w: dataset images are %dpx, the model takes %dpx", ErrInvalidInput, ds.ImageSize(), m.opts.ImageSize)
@@ -278,7 +279,7 @@ func (m *Model) Evaluate(ctx context.Context, ds *dataset.Dataset, split dataset
 }
 
 func (m *Model) evaluate(ctx context.Context, exec *gmx.Exec, ds *dataset.Dataset, split dataset.Split, batchSize int) (*Evaluation, error) {
-	k := m.opts.NumClasses
+	k := len(m.opts.Classes)
 	ev := &Evaluation{Split: split.String(), Confusion: make([][]int, k), PerClass: make([]float64, k)}
 	for i := range ev.Confusion {
 		ev.Confusion[i] = make([]int, k)
