@@ -117,7 +117,7 @@ type Model struct {
 	progress Progress
 	steps    atomic.Int64 // optimizer steps taken by this process, readable while training
 
-	served atomic.Pointer[snapshot]
+	served atomic.Pointer[Served]
 }
 
 // Progress is where a model's training stands; it is part of its state.
@@ -130,14 +130,23 @@ type Progress struct {
 	DataSeed int64 `json:"data_seed"`
 }
 
-// snapshot is a published, read-only copy of the weights with its own
-// compiled inference graph.
-type snapshot struct {
+// Served is a published, read-only copy of a model's weights with its own
+// compiled inference graph, tagged with the version its publisher gave it.
+type Served struct {
+	m        *Model
 	mu       sync.Mutex // one execution at a time on this variable set
 	store    *gmx.Store
 	exec     *gmx.Exec
 	progress Progress
+	version  int64
 }
+
+// Version is the tag given to Publish: flowerd's checkpoint version, 0 for
+// the initial weights.
+func (s *Served) Version() int64 { return s.version }
+
+// Progress is the training progress of these weights.
+func (s *Served) Progress() Progress { return s.progress }
 
 // New builds variant v on backend b with freshly initialised weights, and
 // publishes them.
@@ -150,28 +159,51 @@ func New(b *Backend, v Variant, o Options) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{variant: v, backend: b, opts: o}
+	if err := m.initTrainingState(); err != nil {
+		return nil, fmt.Errorf("new %s: %w", v.Name, err)
+	}
+	if err := m.publishLocked(0); err != nil {
+		return nil, fmt.Errorf("new %s: %w", v.Name, err)
+	}
+	return m, nil
+}
+
+// Reset replaces the training state with freshly initialised weights from
+// seed (0 keeps the model's seed), zero velocities and no progress. The
+// served weights do not change until the next Publish.
+func (m *Model) Reset(seed int64) error {
+	if !m.train.TryLock() {
+		return ErrBusy
+	}
+	defer m.train.Unlock()
+	if seed != 0 {
+		m.opts.Seed = seed
+	}
+	return m.initTrainingState()
+}
+
+// initTrainingState builds a fresh training store from m.opts.Seed.
+func (m *Model) initTrainingState() error {
 	store, err := m.newStore()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := store.SetRNGStateFromSeed(o.Seed); err != nil {
-		return nil, fmt.Errorf("new %s: seed rng: %w", v.Name, err)
+	if err := store.SetRNGStateFromSeed(m.opts.Seed); err != nil {
+		return fmt.Errorf("seed rng: %w", err)
 	}
 	if err := m.setTrainingStore(store); err != nil {
-		return nil, fmt.Errorf("new %s: %w", v.Name, err)
+		return err
 	}
 	// Building the step graph creates (and initialises) every variable,
 	// velocities included, without running a step.
 	if err := m.compileStep(1); err != nil {
-		return nil, fmt.Errorf("new %s: %w", v.Name, err)
+		return err
 	}
-	if err := catch("initialise variables", func() error { return store.InitializeVariables(b.b, nil) }); err != nil {
-		return nil, fmt.Errorf("new %s: %w", v.Name, err)
+	if err := catch("initialise variables", func() error { return store.InitializeVariables(m.backend.b, nil) }); err != nil {
+		return err
 	}
-	if err := m.publishLocked(); err != nil {
-		return nil, fmt.Errorf("new %s: %w", v.Name, err)
-	}
-	return m, nil
+	m.progress = Progress{}
+	return nil
 }
 
 // Variant returns the configuration the model was built from.
@@ -192,8 +224,9 @@ func (m *Model) NumParameters() int {
 	return m.served.Load().store.NumParameters()
 }
 
-// ServedProgress is the training progress of the published weights.
-func (m *Model) ServedProgress() Progress { return m.served.Load().progress }
+// Served returns the published weights. Hold on to the result to make
+// several calls on one consistent version.
+func (m *Model) Served() *Served { return m.served.Load() }
 
 // newStore returns an empty store carrying this model's hyperparameters.
 func (m *Model) newStore() (*gmx.Store, error) {
@@ -287,14 +320,16 @@ func crossEntropy(logits, labels, weights *Node) (lossSum, correct, mean *Node) 
 }
 
 // Publish copies the current training weights into a new serving snapshot
-// and swaps it in. In-flight Predict calls finish on the old one.
-func (m *Model) Publish() error {
+// tagged version and swaps it in. In-flight Predict calls finish on the old
+// one. It waits for a running training step; during Train, publish from the
+// epoch hook (EpochEnd.Publish) instead.
+func (m *Model) Publish(version int64) error {
 	m.train.Lock()
 	defer m.train.Unlock()
-	return m.publishLocked()
+	return m.publishLocked(version)
 }
 
-func (m *Model) publishLocked() error {
+func (m *Model) publishLocked(version int64) error {
 	store, err := m.newStore()
 	if err != nil {
 		return err
@@ -311,20 +346,29 @@ func (m *Model) publishLocked() error {
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", m.variant.Name, err)
 	}
-	m.served.Store(&snapshot{store: store, exec: exec, progress: m.progress})
+	m.served.Store(&Served{m: m, store: store, exec: exec, progress: m.progress, version: version})
 	return nil
 }
 
 // Predict returns the class probabilities of n images (NHWC float32 in
 // [0,1], n*size*size*3 values) from the published weights.
 func (m *Model) Predict(ctx context.Context, images []float32, n int) ([][]float32, error) {
+	return m.Served().Predict(ctx, images, n)
+}
+
+// Predict returns the class probabilities of n images (NHWC float32 in
+// [0,1], n*size*size*3 values) from these weights.
+func (s *Served) Predict(ctx context.Context, images []float32, n int) ([][]float32, error) {
+	m := s.m
 	if err := m.checkImages(images, n); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return m.served.Load().predict(m, images, n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return runInference(s.exec, m.inputShape(n), images, n, len(m.opts.Classes))
 }
 
 func (m *Model) checkImages(images []float32, n int) error {
@@ -337,12 +381,6 @@ func (m *Model) checkImages(images []float32, n int) error {
 			ErrInvalidInput, len(images), n, m.opts.ImageSize, m.opts.ImageSize, n*per)
 	}
 	return nil
-}
-
-func (s *snapshot) predict(m *Model, images []float32, n int) ([][]float32, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return runInference(s.exec, m.inputShape(n), images, n, len(m.opts.Classes))
 }
 
 // runInference executes an inference graph on a batch and splits the output rows.

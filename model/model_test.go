@@ -253,8 +253,14 @@ func TestStateRoundTrip(t *testing.T) {
 	if err := c.ReadState(bytes.NewReader(state.Bytes())); err != nil {
 		t.Fatalf("ReadState = %v", err)
 	}
-	if got := c.ServedProgress().Step; got != 1 {
-		t.Errorf("served step after ReadState = %d; want 1", got)
+	if got := c.Served().Progress().Step; got != 0 {
+		t.Errorf("served step after ReadState = %d; want 0 (ReadState does not publish)", got)
+	}
+	if err := c.Publish(7); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Served(); got.Progress().Step != 1 || got.Version() != 7 {
+		t.Errorf("served after Publish(7): step %d, version %d; want 1, 7", got.Progress().Step, got.Version())
 	}
 	next := firstBatch(t, ds, dataset.Train, 8)
 	ra, err := a.TrainStep(context.Background(), cloneBatch(next), 0.01, 0.9)
@@ -297,7 +303,7 @@ func TestTrainCancel(t *testing.T) {
 	if got, limit := m.steps.Load(), atCancel.Load()+1; got > limit {
 		t.Errorf("training took %d steps; cancelled at %d, so at most %d", got, atCancel.Load(), limit)
 	}
-	if err := m.Publish(); err != nil {
+	if err := m.Publish(1); err != nil {
 		t.Errorf("Publish after a cancelled run = %v", err)
 	}
 }
@@ -314,17 +320,18 @@ func TestTrainOnFlowers(t *testing.T) {
 	m := newModel(t, testBackend(t), "model2", Options{Classes: ds.Classes(), ImageSize: 99})
 	const epochs = 16
 	var history []EpochMetrics
-	err := m.Train(context.Background(), ds, TrainOptions{Epochs: epochs, BatchSize: 16, LearningRate: 0.005}, func(e EpochMetrics) error {
+	err := m.Train(context.Background(), ds, TrainOptions{Epochs: epochs, BatchSize: 16, LearningRate: 0.005}, func(end EpochEnd) error {
+		e := end.Metrics
 		t.Logf("epoch %d: loss %.3f acc %.3f val_loss %.3f val_acc %.3f  %.1f img/s", e.Epoch, e.Loss, e.Accuracy, e.ValLoss, e.ValAccuracy, e.ImagesPerSec)
 		history = append(history, e)
-		return nil
+		return end.Publish(int64(e.Epoch))
 	})
 	if err != nil {
 		t.Fatalf("Train = %v", err)
 	}
 	last := history[len(history)-1]
-	if len(history) != epochs || last.Epoch != epochs || !last.Published {
-		t.Fatalf("history = %+v; want %d epochs, the last published", history, epochs)
+	if len(history) != epochs || last.Epoch != epochs || m.Served().Version() != epochs {
+		t.Fatalf("history = %+v, served version %d; want %d epochs, the last published", history, m.Served().Version(), epochs)
 	}
 	ev, err := m.Evaluate(context.Background(), ds, dataset.Val, 15)
 	if err != nil {

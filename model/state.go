@@ -74,6 +74,10 @@ type StateInfo struct {
 func (m *Model) WriteState(w io.Writer) error {
 	m.train.Lock()
 	defer m.train.Unlock()
+	return m.writeStateLocked(w)
+}
+
+func (m *Model) writeStateLocked(w io.Writer) error {
 	h := stateHeader{Format: stateFormat, Variant: m.variant, Classes: m.opts.Classes,
 		ImageSize: m.opts.ImageSize, Seed: m.opts.Seed, Progress: m.progress}
 	var vars []*gmx.Variable
@@ -174,9 +178,10 @@ func ReadStateInfo(r io.Reader) (StateInfo, error) {
 }
 
 // ReadState replaces the training state with the one serialised in r (by
-// WriteState of a model of the same variant and sizes), then publishes it.
-// The state is verified in full before anything changes: on error the model
-// is as it was. It fails with ErrBusy while the model trains.
+// WriteState of a model of the same variant and sizes). The state is
+// verified in full before anything changes: on error the model is as it
+// was. It fails with ErrBusy while the model trains. The served weights do
+// not change until the next Publish.
 func (m *Model) ReadState(r io.Reader) error {
 	if !m.train.TryLock() {
 		return ErrBusy
@@ -223,7 +228,7 @@ func (m *Model) ReadState(r io.Reader) error {
 		return fmt.Errorf("read state: %w", err)
 	}
 	m.progress = h.Progress
-	return m.publishLocked()
+	return nil
 }
 
 // checkHeader reports whether state with header h fits this model: same

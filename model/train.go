@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"time"
@@ -34,9 +35,6 @@ type TrainOptions struct {
 	Seed int64
 	// Augment turns on random flips and crops (off in the study).
 	Augment bool
-	// PublishEvery publishes the training weights to the serving snapshot
-	// after every this many epochs, and always at the end. 0 means 1.
-	PublishEvery int
 	// EvalBatchSize for the validation pass, default BatchSize.
 	EvalBatchSize int
 }
@@ -69,9 +67,6 @@ func (o TrainOptions) withDefaults(resumeSeed int64) (TrainOptions, error) {
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
-	if o.PublishEvery <= 0 {
-		o.PublishEvery = 1
-	}
 	if o.EvalBatchSize <= 0 {
 		o.EvalBatchSize = o.BatchSize
 	}
@@ -88,8 +83,22 @@ type EpochMetrics struct {
 	ValAccuracy  float64       // validation top-1
 	WallTime     time.Duration // training pass plus validation pass
 	ImagesPerSec float64       // training images per second (training pass only)
-	Published    bool          // the epoch's weights were published for serving
 }
+
+// EpochEnd is handed to Train's epoch hook. While the hook runs, Train holds
+// the training state at the end of the epoch, so the hook can save and
+// publish exactly those weights.
+type EpochEnd struct {
+	Metrics EpochMetrics
+	m       *Model
+}
+
+// WriteState writes the training state as it is at the end of the epoch
+// (see Model.WriteState).
+func (e EpochEnd) WriteState(w io.Writer) error { return e.m.writeStateLocked(w) }
+
+// Publish serves the epoch's weights, tagged version (see Model.Publish).
+func (e EpochEnd) Publish(version int64) error { return e.m.publishLocked(version) }
 
 // StepResult is what one optimizer step reports.
 type StepResult struct {
@@ -155,12 +164,13 @@ func scalar(t *tensors.Tensor) float64 {
 }
 
 // Train runs o.Epochs epochs of the training split of ds on the training
-// state, then validates on the validation split; after each epoch it calls
-// onEpoch (if not nil) and publishes the weights every o.PublishEvery epochs
-// and at the end. Cancelling ctx stops it before the next step; the state
-// then holds the steps taken, and the error is ctx's. An error returned by
-// onEpoch stops training and is returned.
-func (m *Model) Train(ctx context.Context, ds *dataset.Dataset, o TrainOptions, onEpoch func(EpochMetrics) error) error {
+// state, validating on the validation split after each, and calls onEpoch
+// (if not nil) at the end of every epoch: that is where a caller checkpoints
+// (EpochEnd.WriteState) and serves (EpochEnd.Publish) the new weights; Train
+// publishes nothing itself. Cancelling ctx stops it before the next step;
+// the state then holds the steps taken and the error is ctx's. An error
+// returned by onEpoch stops training and is returned.
+func (m *Model) Train(ctx context.Context, ds *dataset.Dataset, o TrainOptions, onEpoch func(EpochEnd) error) error {
 	if !m.train.TryLock() {
 		return ErrBusy
 	}
@@ -214,14 +224,8 @@ func (m *Model) Train(ctx context.Context, ds *dataset.Dataset, o TrainOptions, 
 			met.ValLoss, met.ValAccuracy = ev.Loss, ev.Top1
 		}
 		met.WallTime = time.Since(start)
-		if (e+1)%o.PublishEvery == 0 || e == o.Epochs-1 {
-			if err := m.publishLocked(); err != nil {
-				return err
-			}
-			met.Published = true
-		}
 		if onEpoch != nil {
-			if err := onEpoch(met); err != nil {
+			if err := onEpoch(EpochEnd{Metrics: met, m: m}); err != nil {
 				return err
 			}
 		}
@@ -257,6 +261,7 @@ type Evaluation struct {
 	Confusion    [][]int
 	ImagesPerSec float64
 	Progress     Progress // the training progress of the weights evaluated
+	Version      int64    // the served version evaluated
 }
 
 // Evaluate measures the published weights on a split of ds.
@@ -267,14 +272,14 @@ func (m *Model) Evaluate(ctx context.Context, ds *dataset.Dataset, split dataset
 	if batchSize <= 0 {
 		batchSize = 32
 	}
-	s := m.served.Load()
+	s := m.Served()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ev, err := m.evaluate(ctx, s.exec, ds, split, batchSize)
 	if err != nil {
 		return nil, err
 	}
-	ev.Progress = s.progress
+	ev.Progress, ev.Version = s.progress, s.version
 	return ev, nil
 }
 
