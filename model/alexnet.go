@@ -23,6 +23,11 @@ const (
 	ParamPoolImpl = "pool_impl"
 	// ParamInitSeed (int64): seed of the initial weights.
 	ParamInitSeed = "init_seed"
+
+	// paramLegacy (bool): build the go backend's formulation as it was before
+	// the speed work (GoMLX's own gradients), for same-process A/B benchmarks
+	// and tests. Default false.
+	paramLegacy = "legacy_formulation"
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -67,15 +72,20 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 	classes := gmx.GetParamOr(scope, ParamNumClasses, NumClasses)
 	convImpl := gmx.GetParamOr(scope, ParamConvImpl, ConvIm2col)
 	poolImpl := gmx.GetParamOr(scope, ParamPoolImpl, PoolSlices)
+	// The go backend's faster formulations (the XLA path uses builtin ops).
+	var t tuning
+	if convImpl == ConvIm2col && !gmx.GetParamOr(scope, paramLegacy, false) {
+		t = tuning{customGrad: training, spaceToDepth: true}
+	}
 
 	x := images
-	x = convLayer(scope.In("conv1"), x, 96, 11, 4, convImpl)
+	x = convLayer(scope.In("conv1"), x, 96, 11, 4, convImpl, t)
 	x = localResponseNorm(maxPool3(x, strides[0], poolImpl))
-	x = convLayer(scope.In("conv2"), x, 256, 5, 1, convImpl)
+	x = convLayer(scope.In("conv2"), x, 256, 5, 1, convImpl, t)
 	x = localResponseNorm(maxPool3(x, strides[1], poolImpl))
-	x = convLayer(scope.In("conv3"), x, 384, 3, 1, convImpl)
-	x = convLayer(scope.In("conv4"), x, 384, 3, 1, convImpl)
-	x = convLayer(scope.In("conv5"), x, 256, 3, 1, convImpl)
+	x = convLayer(scope.In("conv3"), x, 384, 3, 1, convImpl, t)
+	x = convLayer(scope.In("conv4"), x, 384, 3, 1, convImpl, t)
+	x = convLayer(scope.In("conv5"), x, 256, 3, 1, convImpl, t)
 	x = localResponseNorm(maxPool3(x, strides[2], poolImpl))
 
 	batch := x.Shape().Dimensions[0]
@@ -86,8 +96,8 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 	}
 	for i, name := range []string{"fc6", "fc7"} {
 		sc := scope.In("%s", name)
-		x = Tanh(denseLayer(sc, x, 4096, reg, keep[i], training))
+		x = Tanh(denseLayer(sc, x, 4096, reg, keep[i], training, t.customGrad))
 		x = dropout(sc, x, dropoutKeep[i], training)
 	}
-	return denseLayer(scope.In("fc8"), x, classes, Dropout, 1, training)
+	return denseLayer(scope.In("fc8"), x, classes, Dropout, 1, training, t.customGrad)
 }

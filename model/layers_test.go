@@ -90,7 +90,7 @@ func TestConvIm2colGradient(t *testing.T) {
 	kernel := randomValues(r, 3*3*2*4)
 	checkGradient(t, "conv2D", func(x *Node) *Node {
 		k := Const(x.Graph(), tensors.FromFlatDataAndDimensions(kernel, 3, 3, 2, 4))
-		return conv2D(x, k, 2, ConvIm2col)
+		return conv2D(x, k, 2, ConvIm2col, tuning{})
 	}, 1, 7, 6, 2)
 }
 
@@ -107,6 +107,8 @@ func TestFormulationsAgree(t *testing.T) {
 		cout           int
 	}{
 		{"conv 11x11/4 on 27px", []int{2, 27, 27, 3}, 11, 4, 5},
+		{"conv 11x11/4 on 30x29px", []int{1, 30, 29, 2}, 11, 4, 3},
+		{"conv 3x3/2", []int{1, 8, 7, 2}, 3, 2, 3},
 		{"conv 5x5/1", []int{1, 9, 8, 4}, 5, 1, 3},
 		{"conv 3x3/1", []int{1, 6, 6, 3}, 3, 1, 2},
 	}
@@ -114,13 +116,15 @@ func TestFormulationsAgree(t *testing.T) {
 		n := tc.dims[0] * tc.dims[1] * tc.dims[2] * tc.dims[3]
 		x := randomValues(r, n)
 		kernel := randomValues(r, tc.kernel*tc.kernel*tc.dims[3]*tc.cout)
-		conv := func(impl string) func(x *Node) *Node {
+		conv := func(impl string, tu tuning) func(x *Node) *Node {
 			return func(x *Node) *Node {
 				k := Const(x.Graph(), tensors.FromFlatDataAndDimensions(kernel, tc.kernel, tc.kernel, tc.dims[3], tc.cout))
-				return conv2D(x, k, tc.stride, impl)
+				return conv2D(x, k, tc.stride, impl, tu)
 			}
 		}
-		assertClose(t, tc.name, eval(t, b, conv(ConvIm2col), x, tc.dims...), eval(t, b, conv(ConvBuiltin), x, tc.dims...))
+		want := eval(t, b, conv(ConvBuiltin, tuning{}), x, tc.dims...)
+		assertClose(t, tc.name, eval(t, b, conv(ConvIm2col, tuning{}), x, tc.dims...), want)
+		assertClose(t, tc.name+" space-to-depth", eval(t, b, conv(ConvIm2col, tuning{spaceToDepth: true}), x, tc.dims...), want)
 	}
 	for _, stride := range []int{1, 2, 3} {
 		dims := []int{2, 13, 14, 3}
@@ -210,4 +214,81 @@ func TestSamePadding(t *testing.T) {
 			t.Errorf("samePadding(%d, %d, %d) = %d, %d, %d; want %d, %d, %d", tc.in, tc.window, tc.stride, b, a, o, tc.before, tc.after, tc.out)
 		}
 	}
+}
+
+// valueAndGrads returns fn(x, w), and the gradients of sum(fn(x, w)·r) with
+// respect to x and w for a fixed random r, all flattened, in float64.
+func valueAndGrads(t *testing.T, fn func(x, w *Node) *Node, x []float64, xDims []int, w []float64, wDims []int) (y, dx, dw []float64) {
+	t.Helper()
+	b := testBackend(t).b
+	out, err := ExecOnceN(b, func(x, w *Node) []*Node {
+		y := fn(x, w)
+		r := rand.New(rand.NewPCG(9, 10))
+		weights := Const(x.Graph(), tensors.FromFlatDataAndDimensions(randomValues(r, y.Shape().Size()), y.Shape().Dimensions...))
+		grads := Gradient(ReduceAllSum(Mul(y, weights)), x, w)
+		return []*Node{y, grads[0], grads[1]}
+	}, tensors.FromFlatDataAndDimensions(x, xDims...), tensors.FromFlatDataAndDimensions(w, wDims...))
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	return tensors.MustCopyFlatData[float64](out[0]), tensors.MustCopyFlatData[float64](out[1]), tensors.MustCopyFlatData[float64](out[2])
+}
+
+// TestCustomGradientsAgree checks every hand-written gradient against GoMLX's
+// autodiff of the straightforward formulation: same values, same gradients.
+func TestCustomGradientsAgree(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	tests := []struct {
+		name         string
+		xDims, wDims []int
+		fn           func(custom bool) func(x, w *Node) *Node
+	}{
+		// K > N: db = (vᵀ·a)ᵀ.
+		{"matMul conv-like", []int{20, 9}, []int{9, 4}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node { return matMul(x, w, c) }
+		}},
+		// M small: db = aᵀ·v.
+		{"matMul dense-like", []int{3, 12}, []int{12, 7}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node { return matMul(x, w, c) }
+		}},
+		{"conv2D 3x3/1", []int{2, 6, 5, 3}, []int{3, 3, 3, 4}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node { return conv2D(x, w, 1, ConvIm2col, tuning{customGrad: c, spaceToDepth: c}) }
+		}},
+		{"conv2D 5x5/2", []int{1, 9, 8, 2}, []int{5, 5, 2, 3}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node { return conv2D(x, w, 2, ConvIm2col, tuning{customGrad: c, spaceToDepth: c}) }
+		}},
+		{"relu(x)·w", []int{4, 5}, []int{4, 5}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node {
+				if c {
+					return Mul(reluVJP(x), w)
+				}
+				return Mul(relu(x), w)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		size := func(d []int) int {
+			n := 1
+			for _, v := range d {
+				n *= v
+			}
+			return n
+		}
+		x, w := randomValues(r, size(tc.xDims)), randomValues(r, size(tc.wDims))
+		y0, dx0, dw0 := valueAndGrads(t, tc.fn(false), x, tc.xDims, w, tc.wDims)
+		y1, dx1, dw1 := valueAndGrads(t, tc.fn(true), x, tc.xDims, w, tc.wDims)
+		assertClose(t, tc.name+" value", y1, y0)
+		assertClose(t, tc.name+" d/dx", dx1, dx0)
+		assertClose(t, tc.name+" d/dw", dw1, dw0)
+	}
+}
+
+func TestCustomGradientsFiniteDifferences(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	kernel := randomValues(r, 3*3*2*4)
+	checkGradient(t, "conv2D custom", func(x *Node) *Node {
+		k := Const(x.Graph(), tensors.FromFlatDataAndDimensions(kernel, 3, 3, 2, 4))
+		return conv2D(x, k, 1, ConvIm2col, tuning{customGrad: true})
+	}, 1, 5, 6, 2)
+	checkGradient(t, "reluVJP", reluVJP, 3, 7)
 }

@@ -1,0 +1,86 @@
+package model
+
+import (
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads best with the ops unqualified
+)
+
+// withVJP returns forward(inputs), differentiated by vjp instead of by
+// GoMLX's autodiff of forward's ops.
+//
+// GoMLX only offers IdentityWithCustomGradient, for one node. So every input
+// goes through such an identity whose gradient is vjp's result for it, and
+// the output goes through one that hands the arriving adjoint v to vjp. The
+// output's gradient function runs first (autodiff visits nodes in reverse
+// creation order), so the inputs' results are ready when their identities
+// are reached. The autodiff of forward's own ops still builds its nodes, but
+// nothing reads them and the backend never runs them (it executes only what
+// the outputs need).
+//
+// vjp gets the wrapped inputs and the wrapped output (same values as the
+// originals), so the backend can hand the originals' buffers over to the
+// identities instead of copying them. It returns one adjoint per input; nil
+// means none is needed (a zero gradient).
+func withVJP(inputs []*Node, forward func(in []*Node) *Node, vjp func(in []*Node, out, v *Node) []*Node) *Node {
+	var grads []*Node
+	wrapped := make([]*Node, len(inputs))
+	for i, x := range inputs {
+		wrapped[i] = IdentityWithCustomGradient(x, func(x, _ *Node) *Node {
+			if grads == nil {
+				panic("withVJP: an input's gradient was asked for before the output's")
+			}
+			if grads[i] == nil {
+				return ZerosLike(x)
+			}
+			return grads[i]
+		})
+	}
+	return IdentityWithCustomGradient(forward(wrapped), func(out, v *Node) *Node {
+		grads = vjp(wrapped, out, v)
+		if len(grads) != len(inputs) {
+			panic("withVJP: vjp must return one adjoint per input")
+		}
+		return v
+	})
+}
+
+// matMul is a [M,K]·[K,N] matrix product whose gradient, when custom is set,
+// avoids the full transposes GoMLX's DotGeneral gradient makes the go backend
+// execute. The backend's matmul wants the left operand's contracting axis
+// last; GoMLX computes the right operand's gradient as
+// DotGeneral(v [M,N], axis 0, a [M,K], axis 0), which makes the backend
+// transpose v, a and the [N,K] result. Here da = v·bᵀ is a matmul in the
+// backend's transposed-right layout (no copy), and db is either
+// (vᵀ·a)ᵀ (transposing v [M,N] and the [N,K] result) or aᵀ·v (transposing
+// a [M,K]), whichever moves fewer elements: the first for im2col
+// convolutions (K > N), the second for dense layers (M is the small batch).
+func matMul(a, b *Node, custom bool) *Node {
+	forward := func(in []*Node) *Node { return DotGeneral(in[0], []int{1}, nil, in[1], []int{0}, nil) }
+	if !custom {
+		return forward([]*Node{a, b})
+	}
+	return withVJP([]*Node{a, b}, forward, func(in []*Node, _, v *Node) []*Node {
+		a, b := in[0], in[1]
+		m, k := a.Shape().Dimensions[0], a.Shape().Dimensions[1]
+		n := b.Shape().Dimensions[1]
+		da := DotGeneral(v, []int{1}, nil, b, []int{1}, nil)
+		var db *Node
+		if m*n+k*n <= m*k {
+			db = TransposeAllAxes(DotGeneral(TransposeAllAxes(v, 1, 0), []int{1}, nil, a, []int{0}, nil), 1, 0)
+		} else {
+			db = DotGeneral(TransposeAllAxes(a, 1, 0), []int{1}, nil, v, []int{0}, nil)
+		}
+		return []*Node{da, db}
+	})
+}
+
+// reluVJP is max(x, 0) with the gradient v·[y > 0] computed in two passes
+// (a comparison and a select) instead of the seven element-wise passes of
+// Max's generic gradient (two signs, adds, subtractions and products for
+// both operands).
+func reluVJP(x *Node) *Node {
+	return withVJP([]*Node{x}, func(in []*Node) *Node { return Max(in[0], ZerosLike(in[0])) },
+		func(_ []*Node, y, v *Node) []*Node {
+			zero := ScalarZero(y.Graph(), y.DType())
+			return []*Node{Where(GreaterThan(y, zero), v, zero)}
+		})
+}
