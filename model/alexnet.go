@@ -80,13 +80,13 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 
 	x := images
 	x = convLayer(scope.In("conv1"), x, 96, 11, 4, convImpl, t)
-	x = localResponseNorm(maxPool3(x, strides[0], poolImpl))
+	x = localResponseNorm(maxPool3(x, strides[0], poolImpl, t))
 	x = convLayer(scope.In("conv2"), x, 256, 5, 1, convImpl, t)
-	x = localResponseNorm(maxPool3(x, strides[1], poolImpl))
+	x = localResponseNorm(maxPool3(x, strides[1], poolImpl, t))
 	x = convLayer(scope.In("conv3"), x, 384, 3, 1, convImpl, t)
 	x = convLayer(scope.In("conv4"), x, 384, 3, 1, convImpl, t)
 	x = convLayer(scope.In("conv5"), x, 256, 3, 1, convImpl, t)
-	x = localResponseNorm(maxPool3(x, strides[2], poolImpl))
+	x = localResponseNorm(maxPool3(x, strides[2], poolImpl, t))
 
 	batch := x.Shape().Dimensions[0]
 	x = Reshape(x, batch, x.Shape().Size()/batch)

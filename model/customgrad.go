@@ -84,3 +84,15 @@ func reluVJP(x *Node) *Node {
 			return []*Node{Where(GreaterThan(y, zero), v, zero)}
 		})
 }
+
+// maxVJP is the element-wise Max(a, b) with its gradient (v to a where
+// a >= b, else to b, as GoMLX's) computed as one comparison and two selects
+// instead of seven element-wise passes.
+func maxVJP(a, b *Node) *Node {
+	return withVJP([]*Node{a, b}, func(in []*Node) *Node { return Max(in[0], in[1]) },
+		func(in []*Node, _, v *Node) []*Node {
+			first := GreaterOrEqual(in[0], in[1])
+			zero := ScalarZero(v.Graph(), v.DType())
+			return []*Node{Where(first, v, zero), Where(first, zero, v)}
+		})
+}

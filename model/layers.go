@@ -169,8 +169,9 @@ func im2colConv(xp, kernel *Node, stride, oh, ow int, customGrad bool) *Node {
 	return Reshape(y, n, oh, ow, cout)
 }
 
-// maxPool3 is a 3x3 'SAME'-padded max pool of an NHWC input.
-func maxPool3(x *Node, stride int, impl string) *Node {
+// maxPool3 is a 3x3 'SAME'-padded max pool of an NHWC input. With
+// t.customGrad the maxes are maxVJP.
+func maxPool3(x *Node, stride int, impl string, t tuning) *Node {
 	const window = 3
 	dims := x.Shape().Dimensions
 	ph0, ph1, oh := samePadding(dims[1], window, stride)
@@ -183,13 +184,17 @@ func maxPool3(x *Node, stride int, impl string) *Node {
 	// the gradient to the arg-max, which is exactly max-pool's gradient.
 	// Padding is the lowest float32, so it never wins against a real value.
 	xp := padSpatial(x, [2]int{ph0, ph1}, [2]int{pw0, pw1}, -math.MaxFloat32)
+	maxOf := Max
+	if t.customGrad {
+		maxOf = maxVJP
+	}
 	var rows *Node
 	for d := range window {
 		s := Slice(xp, AxisRange(), stridedRange(d, oh, stride), AxisRange(), AxisRange())
 		if rows == nil {
 			rows = s
 		} else {
-			rows = Max(rows, s)
+			rows = maxOf(rows, s)
 		}
 	}
 	var out *Node
@@ -198,7 +203,7 @@ func maxPool3(x *Node, stride int, impl string) *Node {
 		if out == nil {
 			out = s
 		} else {
-			out = Max(out, s)
+			out = maxOf(out, s)
 		}
 	}
 	return out

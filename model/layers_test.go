@@ -74,7 +74,7 @@ func checkGradient(t *testing.T, name string, fn func(x *Node) *Node, dims ...in
 
 func TestMaxPoolGradient(t *testing.T) {
 	for _, stride := range []int{2, 3} {
-		checkGradient(t, "maxPool3", func(x *Node) *Node { return maxPool3(x, stride, PoolSlices) }, 2, 7, 8, 3)
+		checkGradient(t, "maxPool3", func(x *Node) *Node { return maxPool3(x, stride, PoolSlices, tuning{}) }, 2, 7, 8, 3)
 	}
 }
 
@@ -130,7 +130,7 @@ func TestFormulationsAgree(t *testing.T) {
 		dims := []int{2, 13, 14, 3}
 		x := randomValues(r, 2*13*14*3)
 		pool := func(impl string) func(x *Node) *Node {
-			return func(x *Node) *Node { return maxPool3(x, stride, impl) }
+			return func(x *Node) *Node { return maxPool3(x, stride, impl, tuning{}) }
 		}
 		assertClose(t, "maxPool3", eval(t, b, pool(PoolSlices), x, dims...), eval(t, b, pool(PoolBuiltin), x, dims...))
 	}
@@ -257,6 +257,20 @@ func TestCustomGradientsAgree(t *testing.T) {
 		{"conv2D 5x5/2", []int{1, 9, 8, 2}, []int{5, 5, 2, 3}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node { return conv2D(x, w, 2, ConvIm2col, tuning{customGrad: c, spaceToDepth: c}) }
 		}},
+		{"maxPool3/2(x)·w", []int{2, 7, 8, 3}, []int{2, 4, 4, 3}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node { return Mul(maxPool3(x, 2, PoolSlices, tuning{customGrad: c}), w) }
+		}},
+		{"maxPool3/3(x)·w", []int{1, 9, 7, 2}, []int{1, 3, 3, 2}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node { return Mul(maxPool3(x, 3, PoolSlices, tuning{customGrad: c}), w) }
+		}},
+		{"max(x, w)", []int{4, 5}, []int{4, 5}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node {
+				if c {
+					return maxVJP(x, w)
+				}
+				return Max(x, w)
+			}
+		}},
 		{"relu(x)·w", []int{4, 5}, []int{4, 5}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node {
 				if c {
@@ -291,4 +305,7 @@ func TestCustomGradientsFiniteDifferences(t *testing.T) {
 		return conv2D(x, k, 1, ConvIm2col, tuning{customGrad: true})
 	}, 1, 5, 6, 2)
 	checkGradient(t, "reluVJP", reluVJP, 3, 7)
+	for _, stride := range []int{2, 3} {
+		checkGradient(t, "maxPool3 custom", func(x *Node) *Node { return maxPool3(x, stride, PoolSlices, tuning{customGrad: true}) }, 2, 7, 8, 3)
+	}
 }
