@@ -6,6 +6,11 @@ export GOEXPERIMENT := simd
 
 GO        ?= go
 DATA      ?= $(abspath ../shared/data/flowers17)
+TOOLS     := $(abspath .tools/bin)
+# Pinned tool versions, installed by `go install` into $(TOOLS) on first use.
+BUF_VERSION                ?= v1.75.0
+PROTOC_GEN_GO_VERSION      ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.0
 BENCHTIME ?= 3x
 BENCH     ?= .
 PKGS      := ./...
@@ -15,12 +20,29 @@ RACE_PKGS := ./model/dataset/ ./checkpoints/
 
 export FLOWERD_DATA ?= $(DATA)
 
-.PHONY: all build test test-short race bench lint vet fmt clean
+.PHONY: all build run test test-short race bench lint vet fmt proto tools clean
 
 all: lint test
 
 build:
-	$(GO) build $(PKGS)
+	$(GO) build -o bin/ ./cmd/...
+
+## run: the server on localhost:50051 (FLOWERD_ADDR), store in ./flowerd-data
+## (FLOWERD_DATA_DIR), dataset ../shared/data/flowers17 (FLOWERD_DATASET),
+## backend go (GOMLX_BACKEND). The environment passes through.
+run:
+	$(GO) run ./cmd/flowerd
+
+## proto: regenerate pb/ from pb/flowerd/v1/*.proto with the pinned buf and plugins.
+proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
+	cd pb && $(TOOLS)/buf lint && $(TOOLS)/buf generate
+
+$(TOOLS)/buf:
+	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(TOOLS)/protoc-gen-go:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(TOOLS)/protoc-gen-go-grpc:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
 ## test: vet, the whole suite, and the race detector on the packages it applies to.
 test: vet

@@ -1,0 +1,173 @@
+// Command flowerd serves the five AlexNet variants of the stride/dropout
+// study over gRPC: classify, train and fine-tune online, evaluate, compare.
+//
+// Every flag has an environment variable beside it; the flag wins. Run
+// `flowerd -h` for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/flowerd/flowerd/checkpoints"
+	"github.com/flowerd/flowerd/model"
+	"github.com/flowerd/flowerd/service"
+)
+
+// config is every setting of the server.
+type config struct {
+	addr            string
+	dataDir         string
+	dataset         string
+	backend         string
+	variants        string
+	maxRequestBytes int
+	maxJobs         int
+	shutdownTimeout time.Duration
+	logLevel        string
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flowerd:", err)
+		os.Exit(2)
+	}
+	if err := run(cfg); err != nil {
+		slog.Error("flowerd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// env returns the environment variable name, or def when unset.
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func parseFlags(args []string) (config, error) {
+	fs := flag.NewFlagSet("flowerd", flag.ContinueOnError)
+	var c config
+	defaultDataset := ""
+	if fi, err := os.Stat("../shared/data/flowers17"); err == nil && fi.IsDir() {
+		defaultDataset = "../shared/data/flowers17"
+	}
+	fs.StringVar(&c.addr, "addr", env("FLOWERD_ADDR", "localhost:50051"), "listen address (FLOWERD_ADDR)")
+	fs.StringVar(&c.dataDir, "data-dir", env("FLOWERD_DATA_DIR", "flowerd-data"), "directory of the checkpoint store (FLOWERD_DATA_DIR)")
+	fs.StringVar(&c.dataset, "dataset", env("FLOWERD_DATASET", defaultDataset),
+		"Oxford 17 Flowers folder, one sub-folder per class, for Train and Evaluate (FLOWERD_DATASET; default ../shared/data/flowers17 when present)")
+	fs.StringVar(&c.backend, "backend", env("GOMLX_BACKEND", model.DefaultBackend),
+		`compute backend: "go" (pure Go, CPU) or "xla:/abs/path/to/pjrt_plugin.so" (GOMLX_BACKEND)`)
+	fs.StringVar(&c.variants, "variants", env("FLOWERD_VARIANTS", strings.Join(model.VariantNames(), ",")),
+		"comma-separated variants to serve (FLOWERD_VARIANTS)")
+	maxBytes, err := strconv.Atoi(env("FLOWERD_MAX_REQUEST_BYTES", strconv.Itoa(service.DefaultMaxRequestBytes)))
+	if err != nil {
+		return c, fmt.Errorf("FLOWERD_MAX_REQUEST_BYTES: %w", err)
+	}
+	fs.IntVar(&c.maxRequestBytes, "max-request-bytes", maxBytes, "largest request accepted, in bytes (FLOWERD_MAX_REQUEST_BYTES)")
+	maxJobs, err := strconv.Atoi(env("FLOWERD_MAX_JOBS", strconv.Itoa(service.DefaultMaxConcurrentJobs)))
+	if err != nil {
+		return c, fmt.Errorf("FLOWERD_MAX_JOBS: %w", err)
+	}
+	fs.IntVar(&c.maxJobs, "max-jobs", maxJobs, "training jobs run at once; more wait queued (FLOWERD_MAX_JOBS)")
+	timeout, err := time.ParseDuration(env("FLOWERD_SHUTDOWN_TIMEOUT", "30s"))
+	if err != nil {
+		return c, fmt.Errorf("FLOWERD_SHUTDOWN_TIMEOUT: %w", err)
+	}
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", timeout, "how long shutdown waits for calls and jobs to stop (FLOWERD_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.logLevel, "log-level", env("FLOWERD_LOG_LEVEL", "info"), "debug, info, warn or error (FLOWERD_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return c, nil
+}
+
+func run(c config) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	backend, err := model.NewBackend(c.backend)
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	store, err := checkpoints.Open(c.dataDir, checkpoints.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", c.dataDir, err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("close store", "err", err)
+		}
+	}()
+	srv, err := service.New(service.Options{
+		Backend: backend, Store: store, DatasetDir: c.dataset, Variants: strings.Split(c.variants, ","),
+		MaxRequestBytes: c.maxRequestBytes, MaxConcurrentJobs: c.maxJobs, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(c.maxRequestBytes + 1<<20))
+	srv.Register(gs)
+	reflection.Register(gs)
+	srv.Start()
+	log.Info("flowerd listening", "addr", lis.Addr().String(), "backend", backend.Name(), "store", c.dataDir,
+		"dataset", c.dataset, "variants", c.variants)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gs.Serve(lis) }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sig:
+		log.Info("shutting down", "signal", s.String())
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	// Jobs first (they stop within a training step and are recorded as
+	// interrupted), then drain the calls in flight.
+	if err := srv.Close(ctx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	drained := make(chan struct{})
+	go func() { gs.GracefulStop(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		log.Warn("shutdown deadline: cancelling the calls still in flight")
+		gs.Stop()
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	log.Info("flowerd stopped cleanly")
+	return nil
+}

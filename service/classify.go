@@ -1,0 +1,285 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/flowerd/flowerd/checkpoints"
+	"github.com/flowerd/flowerd/model"
+	"github.com/flowerd/flowerd/model/dataset"
+	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
+)
+
+// Classify answers from each asked variant's published weights: a variant
+// that trains keeps answering from its last published version.
+func (s *Server) Classify(ctx context.Context, req *flowerdpb.ClassifyRequest) (*flowerdpb.ClassifyResponse, error) {
+	resp, err := s.classify(ctx, req)
+	if err != nil {
+		return nil, s.toStatus(ctx, "Classify", err)
+	}
+	return resp, nil
+}
+
+func (s *Server) classify(ctx context.Context, req *flowerdpb.ClassifyRequest) (*flowerdpb.ClassifyResponse, error) {
+	classes := s.classes()
+	k := int(req.GetTopK())
+	if k == 0 {
+		k = DefaultTopK
+	}
+	if k < 1 || k > len(classes) {
+		return nil, fmt.Errorf("%w: top_k %d: want 1 to %d (0 means %d)", errInvalid, req.GetTopK(), len(classes), DefaultTopK)
+	}
+	vs, err := s.lookup(req.GetVariant())
+	if err != nil {
+		return nil, err
+	}
+	images, err := s.decodeImages(req.GetImages())
+	if err != nil {
+		return nil, err
+	}
+	n := len(req.GetImages())
+	resp := &flowerdpb.ClassifyResponse{Results: make([]*flowerdpb.ImageResult, n)}
+	for i, img := range req.GetImages() {
+		resp.Results[i] = &flowerdpb.ImageResult{Name: img.GetName()}
+	}
+	for _, v := range vs {
+		m, err := s.ready(v)
+		if err != nil {
+			return nil, err
+		}
+		served := m.Served()
+		start := time.Now()
+		probs, err := served.Predict(ctx, images, n)
+		if err != nil {
+			return nil, fmt.Errorf("classify with %s: %w", v.cfg.Name, err)
+		}
+		took := time.Since(start)
+		v.latency.add(took)
+		for i, p := range probs {
+			resp.Results[i].Predictions = append(resp.Results[i].Predictions, &flowerdpb.Prediction{
+				Variant: v.cfg.Name, Version: served.Version(), Top: topK(p, classes, k),
+				LatencyMs: float64(took) / float64(time.Millisecond),
+			})
+		}
+	}
+	return resp, nil
+}
+
+// decodeImages checks the request's size limits and decodes every image into
+// one NHWC batch. A bad image is InvalidArgument naming it.
+func (s *Server) decodeImages(imgs []*flowerdpb.Image) ([]float32, error) {
+	if len(imgs) == 0 {
+		return nil, fmt.Errorf("%w: no images: send at least one JPEG or PNG in images", errInvalid)
+	}
+	if len(imgs) > s.opts.MaxImages {
+		return nil, fmt.Errorf("%w: %d images in one request; the limit is %d", errTooLarge, len(imgs), s.opts.MaxImages)
+	}
+	total := 0
+	for _, img := range imgs {
+		total += len(img.GetData())
+	}
+	if total > s.opts.MaxRequestBytes {
+		return nil, fmt.Errorf("%w: %d bytes of images; the limit is %d", errTooLarge, total, s.opts.MaxRequestBytes)
+	}
+	size := s.modelImageSize()
+	per := size * size * 3
+	batch := make([]float32, 0, len(imgs)*per)
+	for i, img := range imgs {
+		x, err := decodeOne(img.GetData(), size)
+		if err != nil {
+			return nil, fmt.Errorf("image %d%s: %w", i, nameSuffix(img.GetName()), err)
+		}
+		batch = append(batch, x...)
+	}
+	return batch, nil
+}
+
+func decodeOne(data []byte, size int) ([]float32, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: empty image data", errInvalid)
+	}
+	return dataset.Decode(data, size)
+}
+
+func nameSuffix(name string) string {
+	if name == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (%q)", name)
+}
+
+// topK returns the k most probable classes, most probable first.
+func topK(p []float32, classes []string, k int) []*flowerdpb.ClassScore {
+	idx := make([]int, len(p))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		switch {
+		case p[a] > p[b]:
+			return -1
+		case p[a] < p[b]:
+			return 1
+		}
+		return 0
+	})
+	out := make([]*flowerdpb.ClassScore, k)
+	for i, c := range idx[:k] {
+		out[i] = &flowerdpb.ClassScore{Label: classes[c], ClassIndex: int32(c), Probability: p[c]}
+	}
+	return out
+}
+
+// SubmitFeedback stores a labelled image for fine-tuning.
+func (s *Server) SubmitFeedback(ctx context.Context, req *flowerdpb.SubmitFeedbackRequest) (*flowerdpb.SubmitFeedbackResponse, error) {
+	resp, err := s.submitFeedback(req)
+	if err != nil {
+		return nil, s.toStatus(ctx, "SubmitFeedback", err)
+	}
+	return resp, nil
+}
+
+func (s *Server) submitFeedback(req *flowerdpb.SubmitFeedbackRequest) (*flowerdpb.SubmitFeedbackResponse, error) {
+	classes := s.classes()
+	label := slices.Index(classes, req.GetLabel())
+	if label < 0 {
+		return nil, fmt.Errorf("%w: label %q: want one of %q", errInvalid, req.GetLabel(), classes)
+	}
+	data := req.GetImage().GetData()
+	if len(data) > s.opts.MaxRequestBytes {
+		return nil, fmt.Errorf("%w: %d bytes of image; the limit is %d", errTooLarge, len(data), s.opts.MaxRequestBytes)
+	}
+	if _, err := decodeOne(data, s.modelImageSize()); err != nil {
+		return nil, fmt.Errorf("image%s: %w", nameSuffix(req.GetImage().GetName()), err)
+	}
+	f, err := s.store.AddFeedback(checkpoints.Feedback{Label: label, Image: data})
+	if err != nil {
+		return nil, fmt.Errorf("store feedback: %w", err)
+	}
+	count, _, err := s.store.FeedbackUsage()
+	if err != nil {
+		return nil, err
+	}
+	return &flowerdpb.SubmitFeedbackResponse{Id: fmt.Sprint(f.ID), Stored: int32(count)}, nil
+}
+
+// feedbackExtras reads every stored feedback image as training examples.
+func (s *Server) feedbackExtras() ([]dataset.Extra, error) {
+	var extras []dataset.Extra
+	var after uint64
+	for {
+		page, err := s.store.ListFeedback(after, 256)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range page {
+			extras = append(extras, dataset.Extra{Name: fmt.Sprintf("feedback %d", f.ID), Data: f.Image, Label: f.Label})
+			after = f.ID
+		}
+		if len(page) < 256 {
+			return extras, nil
+		}
+	}
+}
+
+// Evaluate measures variants on a split, at the served or a given version.
+func (s *Server) Evaluate(ctx context.Context, req *flowerdpb.EvaluateRequest) (*flowerdpb.EvaluateResponse, error) {
+	resp, err := s.evaluate(ctx, req)
+	if err != nil {
+		return nil, s.toStatus(ctx, "Evaluate", err)
+	}
+	return resp, nil
+}
+
+func (s *Server) evaluate(ctx context.Context, req *flowerdpb.EvaluateRequest) (*flowerdpb.EvaluateResponse, error) {
+	split := dataset.Val
+	switch req.GetSplit() {
+	case flowerdpb.Split_SPLIT_UNSPECIFIED, flowerdpb.Split_SPLIT_VAL:
+	case flowerdpb.Split_SPLIT_TEST:
+		split = dataset.Test
+	default:
+		return nil, fmt.Errorf("%w: split %v", errInvalid, req.GetSplit())
+	}
+	if req.GetVersion() < 0 {
+		return nil, fmt.Errorf("%w: version %d", errInvalid, req.GetVersion())
+	}
+	vs, err := s.lookup(req.GetVariant())
+	if err != nil {
+		return nil, err
+	}
+	if req.GetVersion() > 0 && len(vs) != 1 {
+		return nil, fmt.Errorf("%w: a version needs one variant", errInvalid)
+	}
+	ds, err := s.dataset(ctx, req.GetDatasetDir())
+	if err != nil {
+		return nil, err
+	}
+	if ds.Len(split) == 0 {
+		return nil, fmt.Errorf("%w: the %s split of the dataset is empty", errNoDataset, split)
+	}
+	resp := &flowerdpb.EvaluateResponse{}
+	for _, v := range vs {
+		m, err := s.ready(v)
+		if err != nil {
+			return nil, err
+		}
+		if want := req.GetVersion(); want > 0 && want != m.Served().Version() {
+			// Another version: build a throwaway model for it.
+			if m, err = s.modelAtVersion(v, uint64(want)); err != nil {
+				return nil, err
+			}
+		}
+		ev, err := m.Evaluate(ctx, ds, split, 32)
+		if err != nil {
+			return nil, fmt.Errorf("evaluate %s: %w", v.cfg.Name, err)
+		}
+		if split == dataset.Test && ev.Version == m.Served().Version() {
+			s.testMu.Lock()
+			s.tests[v.cfg.Name] = testResult{version: ev.Version, top1: ev.Top1}
+			s.testMu.Unlock()
+		}
+		resp.Evaluations = append(resp.Evaluations, evaluationToPB(v.cfg.Name, req.GetSplit(), ev, m.Classes()))
+	}
+	return resp, nil
+}
+
+func (s *Server) modelAtVersion(v *variant, version uint64) (*model.Model, error) {
+	if _, err := s.store.Manifest(v.cfg.Name, version); err != nil {
+		return nil, fmt.Errorf("%s version %d: %w", v.cfg.Name, version, err)
+	}
+	m, err := model.New(s.backend, v.cfg, s.opts.Model)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.loadVersion(v.cfg.Name, version, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func evaluationToPB(name string, split flowerdpb.Split, ev *model.Evaluation, classes []string) *flowerdpb.Evaluation {
+	if split == flowerdpb.Split_SPLIT_UNSPECIFIED {
+		split = flowerdpb.Split_SPLIT_VAL
+	}
+	out := &flowerdpb.Evaluation{
+		Variant: name, Version: ev.Version, Split: split, Examples: int32(ev.Examples),
+		Loss: ev.Loss, Top1: ev.Top1, Top5: ev.Top5, ImagesPerSec: ev.ImagesPerSec,
+	}
+	for c, row := range ev.Confusion {
+		counts := make([]int32, len(row))
+		total := 0
+		for j, n := range row {
+			counts[j] = int32(n)
+			total += n
+		}
+		out.Confusion = append(out.Confusion, &flowerdpb.ConfusionRow{Label: classes[c], Predicted: counts})
+		acc := ev.PerClass[c]
+		if total == 0 {
+			acc = 0
+		}
+		out.PerClass = append(out.PerClass, &flowerdpb.ClassAccuracy{Label: classes[c], Examples: int32(total), Accuracy: acc})
+	}
+	return out
+}

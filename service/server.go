@@ -1,0 +1,518 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/flowerd/flowerd/checkpoints"
+	"github.com/flowerd/flowerd/model"
+	"github.com/flowerd/flowerd/model/dataset"
+	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxRequestBytes   = 32 << 20
+	DefaultMaxImages         = 64
+	DefaultMaxConcurrentJobs = 1
+	DefaultLatencyWindow     = 1024
+	DefaultTopK              = 5
+)
+
+// Options configure a Server. Backend and Store are required; every other
+// zero value means its documented default.
+type Options struct {
+	// Backend runs the models.
+	Backend *model.Backend
+	// Store keeps checkpoints, histories, jobs and feedback. The server
+	// does not close it.
+	Store *checkpoints.Store
+	// DatasetDir is the dataset Train and Evaluate use when the request
+	// names none. Empty: such requests fail with FailedPrecondition.
+	DatasetDir string
+	// Dataset is the split of every dataset the server loads (per-class
+	// counts, seed); its Dir is ignored. Default: 60/10/10, seed 0.
+	Dataset dataset.Options
+	// Variants to serve, default all five.
+	Variants []string
+	// Model options of every variant (image size, classes, seed). Default
+	// the study's full-size network.
+	Model model.Options
+	// MaxRequestBytes caps the image bytes of one Classify or feedback
+	// request. Default 32 MiB (set the gRPC server's MaxRecvMsgSize above it).
+	MaxRequestBytes int
+	// MaxImages caps the images of one Classify request. Default 64.
+	MaxImages int
+	// MaxConcurrentJobs is how many training jobs run at once; others wait
+	// queued. Default 1 (a CPU box has no cores to spare for more).
+	MaxConcurrentJobs int
+	// LatencyWindow is the number of recent Classify latencies per variant
+	// behind CompareVariants' percentiles. Default 1024.
+	LatencyWindow int
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server implements flowerd.v1.FlowerdService. Create it with New, register
+// it with Register, start loading the models with Start, stop it with Close.
+type Server struct {
+	flowerdpb.UnimplementedFlowerdServiceServer
+
+	opts     Options
+	log      *slog.Logger
+	store    *checkpoints.Store
+	backend  *model.Backend
+	variants map[string]*variant
+	order    []string
+	health   *health.Server
+	datasets datasetCache
+	jobs     *jobs
+
+	// ctx is the server's own context: loading and training jobs run on it,
+	// not on the RPC that started them. Close cancels it and waits for wg.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	testMu sync.Mutex
+	tests  map[string]testResult // last test-split evaluation per variant
+}
+
+type testResult struct {
+	version int64
+	top1    float64
+}
+
+// variant is one served variant.
+type variant struct {
+	cfg     model.Variant
+	latency *latencyWindow
+
+	mu      sync.Mutex
+	m       *model.Model // nil until loaded
+	status  flowerdpb.ModelStatus
+	message string
+	job     *job // the live job, if any
+}
+
+func (v *variant) snapshot() (*model.Model, flowerdpb.ModelStatus, string, *job) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.m, v.status, v.message, v.job
+}
+
+func (v *variant) setStatus(st flowerdpb.ModelStatus, msg string) {
+	v.mu.Lock()
+	v.status, v.message = st, msg
+	v.mu.Unlock()
+}
+
+// New checks opts and builds a Server. It marks the jobs that a previous
+// process left queued or running as interrupted. It loads no model: call
+// Start.
+func New(opts Options) (*Server, error) {
+	if opts.Backend == nil || opts.Store == nil {
+		return nil, errors.New("new server: Backend and Store are required")
+	}
+	if opts.Variants == nil {
+		opts.Variants = model.VariantNames()
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if opts.MaxImages <= 0 {
+		opts.MaxImages = DefaultMaxImages
+	}
+	if opts.MaxConcurrentJobs <= 0 {
+		opts.MaxConcurrentJobs = DefaultMaxConcurrentJobs
+	}
+	if opts.LatencyWindow <= 0 {
+		opts.LatencyWindow = DefaultLatencyWindow
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{
+		opts: opts, log: opts.Logger, store: opts.Store, backend: opts.Backend,
+		variants: map[string]*variant{}, health: health.NewServer(), tests: map[string]testResult{},
+	}
+	for _, name := range opts.Variants {
+		cfg, err := model.LookupVariant(name)
+		if err != nil {
+			return nil, fmt.Errorf("new server: %w", err)
+		}
+		if _, dup := s.variants[name]; dup {
+			return nil, fmt.Errorf("new server: variant %s listed twice", name)
+		}
+		s.variants[name] = &variant{cfg: cfg, latency: newLatencyWindow(opts.LatencyWindow),
+			status: flowerdpb.ModelStatus_MODEL_STATUS_LOADING, message: "waiting to load"}
+		s.order = append(s.order, name)
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(flowerdpb.FlowerdService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.jobs = newJobs(s)
+	interrupted, err := s.store.InterruptJobs("the server stopped while the job was live")
+	if err != nil {
+		return nil, fmt.Errorf("new server: mark interrupted jobs: %w", err)
+	}
+	for _, j := range interrupted {
+		s.log.Warn("job interrupted by the last shutdown", "job", j.ID, "variant", j.Variant)
+		if j.RunID != "" {
+			if _, err := s.store.FinishRun(j.RunID, checkpoints.OutcomeCancelled, "interrupted: the server stopped", 0); err != nil &&
+				!errors.Is(err, checkpoints.ErrJobFinished) && !errors.Is(err, checkpoints.ErrNotFound) {
+				s.log.Warn("finish interrupted run", "run", j.RunID, "err", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Register registers the flowerd service and the standard health service
+// on gs.
+func (s *Server) Register(gs *grpc.Server) {
+	flowerdpb.RegisterFlowerdServiceServer(gs, s)
+	healthpb.RegisterHealthServer(gs, s.health)
+}
+
+// Start loads the variants in the background, one after the other: each
+// gets its seeded initial weights, then its served checkpoint if the store
+// has one, and a warm-up pass. Health turns SERVING per variant as each is
+// ready, and overall once all are.
+func (s *Server) Start() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for _, name := range s.order {
+			if s.ctx.Err() != nil {
+				return
+			}
+			v := s.variants[name]
+			start := time.Now()
+			if err := s.load(s.ctx, v); err != nil {
+				s.log.Error("load variant", "variant", name, "err", err)
+				v.setStatus(flowerdpb.ModelStatus_MODEL_STATUS_FAILED, err.Error())
+				continue
+			}
+			s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+			s.log.Info("variant ready", "variant", name, "took", time.Since(start).Round(time.Millisecond))
+		}
+		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		s.health.SetServingStatus(flowerdpb.FlowerdService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}()
+}
+
+// load builds v's model, restores its served checkpoint and warms it up.
+func (s *Server) load(ctx context.Context, v *variant) error {
+	v.setStatus(flowerdpb.ModelStatus_MODEL_STATUS_LOADING, "building the network")
+	m, err := model.New(s.backend, v.cfg, s.opts.Model)
+	if err != nil {
+		return err
+	}
+	msg := ""
+	man, err := s.restore(ctx, v.cfg.Name, m)
+	switch {
+	case errors.Is(err, checkpoints.ErrNotFound):
+		msg = "untrained: serving the seeded initial weights; train it to improve"
+	case err != nil:
+		return err
+	default:
+		msg = fmt.Sprintf("serving checkpoint version %d (epoch %d)", man.Version, man.Epoch)
+	}
+	// Warm-up: the first execution of a graph is the slow one.
+	size := m.Options().ImageSize
+	if _, err := m.Predict(ctx, make([]float32, size*size*3), 1); err != nil {
+		return fmt.Errorf("warm up: %w", err)
+	}
+	v.mu.Lock()
+	v.m, v.status, v.message = m, flowerdpb.ModelStatus_MODEL_STATUS_READY, msg
+	v.mu.Unlock()
+	return nil
+}
+
+// restore loads the served checkpoint of variant (falling back to older
+// versions if it is corrupt) into m's training state and publishes it.
+// It returns checkpoints.ErrNotFound when there is none.
+func (s *Server) restore(ctx context.Context, name string, m *model.Model) (checkpoints.Manifest, error) {
+	man, err := s.store.Load(ctx, name, func(_ checkpoints.Manifest, r io.Reader) error {
+		return m.ReadState(r)
+	})
+	if err != nil {
+		return man, err
+	}
+	if err := m.Publish(int64(man.Version)); err != nil {
+		return man, err
+	}
+	return man, nil
+}
+
+// loadVersion loads one given checkpoint version into m and publishes it.
+func (s *Server) loadVersion(name string, version uint64, m *model.Model) error {
+	r, err := s.store.OpenVersion(name, version)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := m.ReadState(r); err != nil {
+		return fmt.Errorf("load %s version %d: %w", name, version, err)
+	}
+	return m.Publish(int64(version))
+}
+
+// Close stops the server's work: it cancels running jobs (their last
+// finished epoch stays checkpointed; they are recorded as interrupted) and
+// waits for them and for loading, at most until ctx is done. It does not
+// close the store.
+func (s *Server) Close(ctx context.Context) error {
+	s.health.Shutdown()
+	s.jobs.shutdown()
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close server: jobs still stopping: %w", ctx.Err())
+	}
+}
+
+// lookup resolves a request's variant field: one name, or all for "" and "all".
+func (s *Server) lookup(name string) ([]*variant, error) {
+	if name == "" || name == "all" {
+		vs := make([]*variant, len(s.order))
+		for i, n := range s.order {
+			vs[i] = s.variants[n]
+		}
+		return vs, nil
+	}
+	v, ok := s.variants[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: variant %q: this server serves %s (or \"all\")", errNotFound, name, strings.Join(s.order, ", "))
+	}
+	return []*variant{v}, nil
+}
+
+// ready returns v's model, or Unavailable while it loads.
+func (s *Server) ready(v *variant) (*model.Model, error) {
+	m, st, msg, _ := v.snapshot()
+	if m == nil {
+		if st == flowerdpb.ModelStatus_MODEL_STATUS_FAILED {
+			return nil, fmt.Errorf("%w: %s failed to load: %s", errNotReady, v.cfg.Name, msg)
+		}
+		return nil, fmt.Errorf("%w: %s is still loading (%s); retry shortly", errNotReady, v.cfg.Name, msg)
+	}
+	return m, nil
+}
+
+// ListModels describes every variant.
+func (s *Server) ListModels(ctx context.Context, _ *flowerdpb.ListModelsRequest) (*flowerdpb.ListModelsResponse, error) {
+	resp := &flowerdpb.ListModelsResponse{Backend: s.backend.Name()}
+	for _, name := range s.order {
+		info, err := s.describe(s.variants[name])
+		if err != nil {
+			return nil, s.toStatus(ctx, "ListModels", err)
+		}
+		resp.Models = append(resp.Models, info)
+	}
+	return resp, nil
+}
+
+// GetModel describes one variant.
+func (s *Server) GetModel(ctx context.Context, req *flowerdpb.GetModelRequest) (*flowerdpb.GetModelResponse, error) {
+	v, err := s.one(req.GetVariant())
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetModel", err)
+	}
+	info, err := s.describe(v)
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetModel", err)
+	}
+	return &flowerdpb.GetModelResponse{Model: info}, nil
+}
+
+// one resolves a request naming exactly one variant.
+func (s *Server) one(name string) (*variant, error) {
+	if name == "" || name == "all" {
+		return nil, fmt.Errorf("%w: name one variant (%s)", errInvalid, strings.Join(s.order, ", "))
+	}
+	vs, err := s.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	return vs[0], nil
+}
+
+func (s *Server) describe(v *variant) (*flowerdpb.Model, error) {
+	m, st, msg, j := v.snapshot()
+	keep := v.cfg.KeepProbabilities()
+	info := &flowerdpb.Model{
+		Name: v.cfg.Name, Description: v.cfg.Description,
+		PoolStrides:       []int32{int32(v.cfg.PoolStrides[0]), int32(v.cfg.PoolStrides[1]), int32(v.cfg.PoolStrides[2])},
+		Regularization:    string(v.cfg.Regularization),
+		KeepProbabilities: keep[:],
+		Status:            st, StatusMessage: msg,
+	}
+	if j != nil {
+		info.JobId = j.id
+		if st == flowerdpb.ModelStatus_MODEL_STATUS_READY {
+			info.Status = flowerdpb.ModelStatus_MODEL_STATUS_TRAINING
+		}
+	}
+	if m != nil {
+		info.Parameters = int64(m.NumParameters())
+		info.ServedVersion = m.Served().Version()
+		info.Trained = info.ServedVersion > 0
+	}
+	_, pinned, err := s.store.Served(v.cfg.Name)
+	if err != nil && !errors.Is(err, checkpoints.ErrNotFound) {
+		return nil, err
+	}
+	info.Pinned = pinned
+	versions, err := s.store.Versions(v.cfg.Name)
+	if err != nil && !errors.Is(err, checkpoints.ErrNotFound) {
+		return nil, err
+	}
+	for _, mf := range versions {
+		info.Versions = append(info.Versions, versionInfo(mf))
+	}
+	return info, nil
+}
+
+// SetServingVersion pins a checkpoint version for serving, or unpins to
+// follow the latest. Refused while the variant trains.
+func (s *Server) SetServingVersion(ctx context.Context, req *flowerdpb.SetServingVersionRequest) (*flowerdpb.SetServingVersionResponse, error) {
+	resp, err := s.setServingVersion(req)
+	if err != nil {
+		return nil, s.toStatus(ctx, "SetServingVersion", err)
+	}
+	return resp, nil
+}
+
+func (s *Server) setServingVersion(req *flowerdpb.SetServingVersionRequest) (*flowerdpb.SetServingVersionResponse, error) {
+	v, err := s.one(req.GetVariant())
+	if err != nil {
+		return nil, err
+	}
+	if !req.GetUnpin() && req.GetVersion() <= 0 {
+		return nil, fmt.Errorf("%w: version %d: give a stored version (see GetModel) or unpin", errInvalid, req.GetVersion())
+	}
+	m, err := s.ready(v)
+	if err != nil {
+		return nil, err
+	}
+	// Holding the job slot keeps a job from starting while the weights change.
+	release, err := s.jobs.reserve(v)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if req.GetUnpin() {
+		if err := s.store.Unpin(v.cfg.Name); err != nil {
+			return nil, err
+		}
+		served, _, err := s.store.Served(v.cfg.Name)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.loadVersion(v.cfg.Name, served.Version, m); err != nil {
+			return nil, err
+		}
+	} else {
+		version := uint64(req.GetVersion())
+		if _, err := s.store.Manifest(v.cfg.Name, version); err != nil {
+			return nil, fmt.Errorf("%s version %d: %w", v.cfg.Name, version, err)
+		}
+		// Load first: a version that does not verify is never pinned.
+		if err := s.loadVersion(v.cfg.Name, version, m); err != nil {
+			return nil, err
+		}
+		if err := s.store.Pin(v.cfg.Name, version); err != nil {
+			return nil, err
+		}
+	}
+	man := m.Served().Version()
+	v.setStatus(flowerdpb.ModelStatus_MODEL_STATUS_READY, fmt.Sprintf("serving checkpoint version %d", man))
+	info, err := s.describe(v)
+	if err != nil {
+		return nil, err
+	}
+	return &flowerdpb.SetServingVersionResponse{Model: info}, nil
+}
+
+// datasetCache loads each dataset directory once.
+type datasetCache struct {
+	mu    sync.Mutex
+	byDir map[string]*datasetEntry
+}
+
+type datasetEntry struct {
+	once sync.Once
+	ds   *dataset.Dataset
+	err  error
+}
+
+// dataset returns the dataset at dir (the server's default when empty),
+// loading it on first use.
+func (s *Server) dataset(ctx context.Context, dir string) (*dataset.Dataset, error) {
+	if dir == "" {
+		dir = s.opts.DatasetDir
+	}
+	if dir == "" {
+		return nil, fmt.Errorf("%w: the server has no default dataset; start it with -dataset (FLOWERD_DATASET) or name dataset_dir in the request", errNoDataset)
+	}
+	s.datasets.mu.Lock()
+	if s.datasets.byDir == nil {
+		s.datasets.byDir = map[string]*datasetEntry{}
+	}
+	e, ok := s.datasets.byDir[dir]
+	if !ok {
+		e = &datasetEntry{}
+		s.datasets.byDir[dir] = e
+	}
+	s.datasets.mu.Unlock()
+	e.once.Do(func() {
+		o := s.opts.Dataset
+		o.Dir = dir
+		o.ImageSize = s.modelImageSize()
+		o.Logger = s.log
+		e.ds, e.err = dataset.Load(ctx, o)
+	})
+	if e.err != nil {
+		// Do not cache a failure: the next request retries.
+		s.datasets.mu.Lock()
+		if s.datasets.byDir[dir] == e {
+			delete(s.datasets.byDir, dir)
+		}
+		s.datasets.mu.Unlock()
+		return nil, fmt.Errorf("load dataset %s: %w", dir, e.err)
+	}
+	return e.ds, nil
+}
+
+func (s *Server) modelImageSize() int {
+	if s.opts.Model.ImageSize > 0 {
+		return s.opts.Model.ImageSize
+	}
+	return model.ImageSize
+}
+
+// classes is the label order of the served models.
+func (s *Server) classes() []string {
+	if s.opts.Model.Classes != nil {
+		return slices.Clone(s.opts.Model.Classes)
+	}
+	return model.FlowerClasses()
+}
