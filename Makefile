@@ -11,16 +11,17 @@ TOOLS     := $(abspath .tools/bin)
 BUF_VERSION                ?= v1.75.0
 PROTOC_GEN_GO_VERSION      ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.0
+GRPCURL_VERSION            ?= v1.9.3
 BENCHTIME ?= 3x
 BENCH     ?= .
 PKGS      := ./...
 # Packages that execute no GoMLX graph run under the race detector (GoMLX's
 # pure-Go executor trips it on its own).
-RACE_PKGS := ./model/dataset/ ./checkpoints/
+RACE_PKGS := ./model/dataset/ ./checkpoints/ ./cmd/flowerd/
 
 export FLOWERD_DATA ?= $(DATA)
 
-.PHONY: all build run test test-short race bench lint vet fmt proto tools clean
+.PHONY: all build run test test-short e2e race bench lint vet fmt proto clean
 
 all: lint test
 
@@ -43,11 +44,18 @@ $(TOOLS)/protoc-gen-go:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 $(TOOLS)/protoc-gen-go-grpc:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(TOOLS)/grpcurl:
+	GOBIN=$(TOOLS) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
-## test: vet, the whole suite, and the race detector on the packages it applies to.
-test: vet
-	$(GO) test -count=1 -timeout 25m $(PKGS)
+## test: vet, the whole suite (with the end-to-end test of the binary driven by
+## grpcurl), and the race detector on the packages it applies to.
+test: vet $(TOOLS)/grpcurl
+	GRPCURL=$(TOOLS)/grpcurl $(GO) test -count=1 -timeout 25m $(PKGS)
 	$(GO) test -count=1 -race -short -timeout 10m $(RACE_PKGS)
+
+## e2e: build the binary, start it, drive it with grpcurl, stop it with SIGTERM.
+e2e: $(TOOLS)/grpcurl
+	GRPCURL=$(TOOLS)/grpcurl $(GO) test -count=1 -run TestEndToEnd -v ./cmd/flowerd/
 
 ## test-short: the quick suite (skips full-size training runs).
 test-short:

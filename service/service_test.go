@@ -409,7 +409,10 @@ func TestService(t *testing.T) {
 				return err
 			}, codes.InvalidArgument},
 			{"GetJob unknown", func() error { _, err := h.client.GetJob(ctx, &flowerdpb.GetJobRequest{JobId: "nope"}); return err }, codes.NotFound},
-			{"CancelJob unknown", func() error { _, err := h.client.CancelJob(ctx, &flowerdpb.CancelJobRequest{JobId: "nope"}); return err }, codes.NotFound},
+			{"CancelJob unknown", func() error {
+				_, err := h.client.CancelJob(ctx, &flowerdpb.CancelJobRequest{JobId: "nope"})
+				return err
+			}, codes.NotFound},
 			{"WatchJob unknown", func() error {
 				s, err := h.client.WatchJob(ctx, &flowerdpb.WatchJobRequest{JobId: "nope"})
 				if err != nil {

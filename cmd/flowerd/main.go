@@ -24,6 +24,7 @@ import (
 
 	"github.com/flowerd/flowerd/checkpoints"
 	"github.com/flowerd/flowerd/model"
+	"github.com/flowerd/flowerd/model/dataset"
 	"github.com/flowerd/flowerd/service"
 )
 
@@ -32,6 +33,7 @@ type config struct {
 	addr            string
 	dataDir         string
 	dataset         string
+	split           [3]int
 	backend         string
 	variants        string
 	maxRequestBytes int
@@ -71,6 +73,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.dataDir, "data-dir", env("FLOWERD_DATA_DIR", "flowerd-data"), "directory of the checkpoint store (FLOWERD_DATA_DIR)")
 	fs.StringVar(&c.dataset, "dataset", env("FLOWERD_DATASET", defaultDataset),
 		"Oxford 17 Flowers folder, one sub-folder per class, for Train and Evaluate (FLOWERD_DATASET; default ../shared/data/flowers17 when present)")
+	split := env("FLOWERD_SPLIT", "60,10,10")
+	fs.StringVar(&split, "split", split, "images per class for train,val,test, drawn by a seeded stratified split (FLOWERD_SPLIT)")
 	fs.StringVar(&c.backend, "backend", env("GOMLX_BACKEND", model.DefaultBackend),
 		`compute backend: "go" (pure Go, CPU) or "xla:/abs/path/to/pjrt_plugin.so" (GOMLX_BACKEND)`)
 	fs.StringVar(&c.variants, "variants", env("FLOWERD_VARIANTS", strings.Join(model.VariantNames(), ",")),
@@ -96,6 +100,17 @@ func parseFlags(args []string) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	parts := strings.Split(split, ",")
+	if len(parts) != 3 {
+		return c, fmt.Errorf("split %q: want three numbers, train,val,test images per class", split)
+	}
+	for i, p := range parts {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 0 {
+			return c, fmt.Errorf("split %q: %q is not a count of images", split, p)
+		}
+		c.split[i] = n
 	}
 	return c, nil
 }
@@ -124,6 +139,7 @@ func run(c config) error {
 	}()
 	srv, err := service.New(service.Options{
 		Backend: backend, Store: store, DatasetDir: c.dataset, Variants: strings.Split(c.variants, ","),
+		Dataset:         dataset.Options{TrainPerClass: c.split[0], ValPerClass: c.split[1], TestPerClass: c.split[2]},
 		MaxRequestBytes: c.maxRequestBytes, MaxConcurrentJobs: c.maxJobs, Logger: log,
 	})
 	if err != nil {
