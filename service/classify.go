@@ -3,8 +3,11 @@ package service
 import (
 	"context"
 	"fmt"
+	"image"
 	"slices"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flowerd/flowerd/checkpoints"
 	"github.com/flowerd/flowerd/model"
@@ -35,7 +38,7 @@ func (s *Server) classify(ctx context.Context, req *flowerdpb.ClassifyRequest) (
 	if err != nil {
 		return nil, err
 	}
-	images, err := s.decodeImages(req.GetImages())
+	images, err := s.decodeImages(ctx, req.GetImages())
 	if err != nil {
 		return nil, err
 	}
@@ -50,13 +53,16 @@ func (s *Server) classify(ctx context.Context, req *flowerdpb.ClassifyRequest) (
 			return nil, err
 		}
 		served := m.Served()
+		fctx, span := s.tel.tracer.Start(ctx, "forward", trace.WithAttributes(AttrVariant.String(v.cfg.Name),
+			AttrVersion.Int64(served.Version()), AttrBatchSize.Int(n), AttrBackend.String(s.backend.Name())))
 		start := time.Now()
-		probs, err := served.Predict(ctx, images, n)
+		probs, err := served.Predict(fctx, images, n)
+		endSpan(span, err)
 		if err != nil {
 			return nil, fmt.Errorf("classify with %s: %w", v.cfg.Name, err)
 		}
 		took := time.Since(start)
-		v.latency.add(took)
+		s.recordClassify(ctx, v, took)
 		for i, p := range probs {
 			resp.Results[i].Predictions = append(resp.Results[i].Predictions, &flowerdpb.Prediction{
 				Variant: v.cfg.Name, Version: served.Version(), Top: topK(p, classes, k),
@@ -67,9 +73,9 @@ func (s *Server) classify(ctx context.Context, req *flowerdpb.ClassifyRequest) (
 	return resp, nil
 }
 
-// decodeImages checks the request's size limits and decodes every image into
-// one NHWC batch. A bad image is InvalidArgument naming it.
-func (s *Server) decodeImages(imgs []*flowerdpb.Image) ([]float32, error) {
+// decodeImages checks the request's size limits, decodes every image and
+// preprocesses it into one NHWC batch. A bad image is InvalidArgument naming it.
+func (s *Server) decodeImages(ctx context.Context, imgs []*flowerdpb.Image) ([]float32, error) {
 	if len(imgs) == 0 {
 		return nil, fmt.Errorf("%w: no images: send at least one JPEG or PNG in images", errInvalid)
 	}
@@ -83,24 +89,36 @@ func (s *Server) decodeImages(imgs []*flowerdpb.Image) ([]float32, error) {
 	if total > s.opts.MaxRequestBytes {
 		return nil, fmt.Errorf("%w: %d bytes of images; the limit is %d", errTooLarge, total, s.opts.MaxRequestBytes)
 	}
-	size := s.modelImageSize()
-	per := size * size * 3
-	batch := make([]float32, 0, len(imgs)*per)
+	_, span := s.tel.tracer.Start(ctx, "decode", trace.WithAttributes(AttrImages.Int(len(imgs))))
+	decoded := make([]image.Image, len(imgs))
 	for i, img := range imgs {
-		x, err := decodeOne(img.GetData(), size)
+		var err error
+		if decoded[i], err = decodeImage(img.GetData()); err != nil {
+			err = fmt.Errorf("image %d%s: %w", i, nameSuffix(img.GetName()), err)
+			endSpan(span, err)
+			return nil, err
+		}
+	}
+	span.End()
+	_, span = s.tel.tracer.Start(ctx, "preprocess", trace.WithAttributes(AttrImages.Int(len(imgs))))
+	defer span.End()
+	size := s.modelImageSize()
+	batch := make([]float32, 0, len(imgs)*size*size*3)
+	for _, img := range decoded {
+		x, err := dataset.Preprocess(img, size)
 		if err != nil {
-			return nil, fmt.Errorf("image %d%s: %w", i, nameSuffix(img.GetName()), err)
+			return nil, err
 		}
 		batch = append(batch, x...)
 	}
 	return batch, nil
 }
 
-func decodeOne(data []byte, size int) ([]float32, error) {
+func decodeImage(data []byte) (image.Image, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty image data", errInvalid)
 	}
-	return dataset.Decode(data, size)
+	return dataset.DecodeImage(data)
 }
 
 func nameSuffix(name string) string {
@@ -151,7 +169,7 @@ func (s *Server) submitFeedback(req *flowerdpb.SubmitFeedbackRequest) (*flowerdp
 	if len(data) > s.opts.MaxRequestBytes {
 		return nil, fmt.Errorf("%w: %d bytes of image; the limit is %d", errTooLarge, len(data), s.opts.MaxRequestBytes)
 	}
-	if _, err := decodeOne(data, s.modelImageSize()); err != nil {
+	if _, err := decodeImage(data); err != nil {
 		return nil, fmt.Errorf("image%s: %w", nameSuffix(req.GetImage().GetName()), err)
 	}
 	f, err := s.store.AddFeedback(checkpoints.Feedback{Label: label, Image: data})
@@ -231,7 +249,13 @@ func (s *Server) evaluate(ctx context.Context, req *flowerdpb.EvaluateRequest) (
 				return nil, err
 			}
 		}
-		ev, err := m.Evaluate(ctx, ds, split, 32)
+		ectx, span := s.tel.tracer.Start(ctx, "evaluate", trace.WithAttributes(AttrVariant.String(v.cfg.Name),
+			AttrSplit.String(split.String()), AttrBackend.String(s.backend.Name())))
+		ev, err := m.Evaluate(ectx, ds, split, 32)
+		if err == nil {
+			span.SetAttributes(AttrVersion.Int64(ev.Version), AttrImages.Int(ev.Examples), AttrImagesPerSec.Float64(ev.ImagesPerSec))
+		}
+		endSpan(span, err)
 		if err != nil {
 			return nil, fmt.Errorf("evaluate %s: %w", v.cfg.Name, err)
 		}

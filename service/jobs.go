@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -47,6 +49,7 @@ type job struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	created time.Time
+	link    trace.Link // to the Train call that started it
 
 	mu         sync.Mutex
 	state      flowerdpb.JobState
@@ -109,7 +112,7 @@ func (s *Server) train(ctx context.Context, req *flowerdpb.TrainRequest) (*flowe
 			return nil, err
 		}
 	}
-	started, err := s.jobs.start(vs, cfg)
+	started, err := s.jobs.start(trace.LinkFromContext(ctx), vs, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +159,7 @@ func trainDefaults(req *flowerdpb.TrainRequest) (*flowerdpb.TrainRequest, error)
 
 // start creates and launches one job per variant, all or none: a variant
 // that already has a job refuses the whole request.
-func (js *jobs) start(vs []*variant, cfg *flowerdpb.TrainRequest) ([]*job, error) {
+func (js *jobs) start(link trace.Link, vs []*variant, cfg *flowerdpb.TrainRequest) ([]*job, error) {
 	js.mu.Lock()
 	defer js.mu.Unlock()
 	if js.closed {
@@ -183,7 +186,7 @@ func (js *jobs) start(vs []*variant, cfg *flowerdpb.TrainRequest) ([]*job, error
 			return nil, fmt.Errorf("record job: %w", err)
 		}
 		ctx, cancel := context.WithCancel(js.s.ctx)
-		j := &job{id: rec.ID, v: v, config: c, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		j := &job{id: rec.ID, v: v, config: c, ctx: ctx, cancel: cancel, done: make(chan struct{}), link: link,
 			created: rec.CreatedAt, updated: rec.CreatedAt, state: flowerdpb.JobState_JOB_STATE_QUEUED,
 			subs: map[chan *flowerdpb.WatchJobResponse]struct{}{}}
 		v.mu.Lock()
@@ -265,8 +268,14 @@ func (js *jobs) run(j *job) {
 
 // runJob prepares the variant's training state and trains, checkpointing and
 // publishing as the job's policy says.
-func (s *Server) runJob(j *job) error {
-	ctx, cfg, v := j.ctx, j.config, j.v
+func (s *Server) runJob(j *job) (err error) {
+	cfg, v := j.config, j.v
+	// A job outlives the call that started it: its span is a new root,
+	// linked to the Train call's.
+	ctx, span := s.tel.tracer.Start(j.ctx, "training job", trace.WithNewRoot(), trace.WithLinks(j.link),
+		trace.WithAttributes(AttrJobID.String(j.id), AttrVariant.String(v.cfg.Name), AttrBackend.String(s.backend.Name()),
+			AttrBatchSize.Int(int(cfg.GetBatchSize()))))
+	defer func() { endSpan(span, err) }()
 	m, err := s.ready(v)
 	if err != nil {
 		return err
@@ -310,6 +319,7 @@ func (s *Server) runJob(j *job) error {
 	j.mu.Lock()
 	j.runID = run.ID
 	j.mu.Unlock()
+	span.SetAttributes(AttrRunID.String(run.ID))
 	if _, err := s.store.UpdateJob(j.id, checkpoints.JobRunning, "", run.ID); err != nil {
 		return fmt.Errorf("record job run: %w", err)
 	}
@@ -320,11 +330,19 @@ func (s *Server) runJob(j *job) error {
 	}, func(e model.EpochEnd) error {
 		done++
 		met := e.Metrics
+		ectx, es := s.tel.tracer.Start(ctx, "epoch", trace.WithTimestamp(time.Now().Add(-met.WallTime)),
+			trace.WithAttributes(AttrVariant.String(v.cfg.Name), AttrEpoch.Int(met.Epoch), AttrLoss.Float64(met.Loss),
+				AttrAccuracy.Float64(met.Accuracy), AttrValLoss.Float64(met.ValLoss), AttrValAccuracy.Float64(met.ValAccuracy),
+				AttrImagesPerSec.Float64(met.ImagesPerSec)))
+		s.tel.trainSpeed.Record(ctx, met.ImagesPerSec, metric.WithAttributes(AttrVariant.String(v.cfg.Name)))
 		var version int64
+		var err error
 		if cfg.GetPublish() == flowerdpb.PublishPolicy_PUBLISH_POLICY_EACH_EPOCH || done == int(cfg.GetEpochs()) {
-			if version, err = s.checkpoint(v.cfg.Name, run.ID, e); err != nil {
-				return err
-			}
+			version, err = s.checkpoint(ectx, v.cfg.Name, run.ID, e)
+		}
+		endSpan(es, err)
+		if err != nil {
+			return err
 		}
 		if err := s.store.AddEpoch(run.ID, checkpoints.Epoch{Epoch: met.Epoch, Loss: met.Loss, Accuracy: met.Accuracy,
 			ValLoss: met.ValLoss, ValAccuracy: met.ValAccuracy, WallTime: met.WallTime, ImagesPerSec: met.ImagesPerSec,
@@ -349,8 +367,11 @@ func (s *Server) readState(name string, version uint64, m *model.Model) error {
 
 // checkpoint stores the epoch's training state as a new version and, unless
 // the variant's served version is pinned, serves it.
-func (s *Server) checkpoint(name, runID string, e model.EpochEnd) (int64, error) {
+func (s *Server) checkpoint(ctx context.Context, name, runID string, e model.EpochEnd) (_ int64, err error) {
 	met := e.Metrics
+	ctx, span := s.tel.tracer.Start(ctx, "checkpoint write", trace.WithAttributes(AttrVariant.String(name), AttrEpoch.Int(met.Epoch)))
+	defer func() { endSpan(span, err) }()
+	start := time.Now()
 	w, err := s.store.Create(name, checkpoints.Meta{RunID: runID, Epoch: met.Epoch, Step: met.Step,
 		ValAccuracy: met.ValAccuracy, ValLoss: met.ValLoss})
 	if err != nil {
@@ -364,6 +385,9 @@ func (s *Server) checkpoint(name, runID string, e model.EpochEnd) (int64, error)
 	if err != nil {
 		return 0, fmt.Errorf("checkpoint: %w", err)
 	}
+	took := time.Since(start)
+	span.SetAttributes(AttrVersion.Int64(int64(man.Version)), AttrBytes.Int64(man.Size), AttrChunks.Int(man.Chunks))
+	s.tel.checkpointTime.Record(ctx, took.Seconds(), metric.WithAttributes(AttrVariant.String(name)))
 	if _, pinned, err := s.store.Served(name); err != nil {
 		return 0, err
 	} else if !pinned {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -62,6 +64,10 @@ type Options struct {
 	LatencyWindow int
 	// Logger, default slog.Default().
 	Logger *slog.Logger
+	// TracerProvider and MeterProvider receive the server's spans and
+	// metrics; default the otel globals (no-ops unless the program sets them).
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Server implements flowerd.v1.FlowerdService. Create it with New, register
@@ -78,6 +84,7 @@ type Server struct {
 	health   *health.Server
 	datasets datasetCache
 	jobs     *jobs
+	tel      *telemetry
 
 	// ctx is the server's own context: loading and training jobs run on it,
 	// not on the RPC that started them. Close cancels it and waits for wg.
@@ -164,6 +171,11 @@ func New(opts Options) (*Server, error) {
 	s.health.SetServingStatus(flowerdpb.FlowerdService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.jobs = newJobs(s)
+	tel, err := newTelemetry(s, opts.TracerProvider, opts.MeterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("new server: telemetry: %w", err)
+	}
+	s.tel = tel
 	interrupted, err := s.store.InterruptJobs("the server stopped while the job was live")
 	if err != nil {
 		return nil, fmt.Errorf("new server: mark interrupted jobs: %w", err)
@@ -276,6 +288,7 @@ func (s *Server) loadVersion(name string, version uint64, m *model.Model) error 
 // waits for them and for loading, at most until ctx is done. It does not
 // close the store.
 func (s *Server) Close(ctx context.Context) error {
+	defer s.tel.registration.Unregister()
 	s.health.Shutdown()
 	s.jobs.shutdown()
 	s.cancel()

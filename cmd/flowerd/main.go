@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 
@@ -40,6 +42,7 @@ type config struct {
 	maxJobs         int
 	shutdownTimeout time.Duration
 	logLevel        string
+	traceStdout     bool
 }
 
 func main() {
@@ -94,6 +97,8 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("FLOWERD_SHUTDOWN_TIMEOUT: %w", err)
 	}
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", timeout, "how long shutdown waits for calls and jobs to stop (FLOWERD_SHUTDOWN_TIMEOUT)")
+	fs.BoolVar(&c.traceStdout, "trace-stdout", os.Getenv("OTEL_TRACES_EXPORTER") == "console",
+		"print spans to stdout, for debugging (OTEL_TRACES_EXPORTER=console)")
 	fs.StringVar(&c.logLevel, "log-level", env("FLOWERD_LOG_LEVEL", "info"), "debug, info, warn or error (FLOWERD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -123,6 +128,18 @@ func run(c config) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
+	shutdownTelemetry, err := setupTelemetry(context.Background(), c.traceStdout)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := shutdownTelemetry(ctx); err != nil {
+			log.Warn("flush telemetry", "err", err)
+		}
+	}()
+
 	backend, err := model.NewBackend(c.backend)
 	if err != nil {
 		return err
@@ -149,7 +166,8 @@ func run(c config) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(c.maxRequestBytes + 1<<20))
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(c.maxRequestBytes+1<<20),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))))
 	srv.Register(gs)
 	reflection.Register(gs)
 	srv.Start()

@@ -43,13 +43,31 @@ var (
 // resized to a square ignoring the aspect ratio, quantised to 8 bits, then
 // divided by 255. It never panics, also on hostile input.
 func Decode(data []byte, size int) ([]float32, error) {
-	if size < MinImageSize || size > MaxImageSize {
-		return nil, fmt.Errorf("decode image: %w: size %d, want %d to %d", ErrInvalidOptions, size, MinImageSize, MaxImageSize)
+	img, err := DecodeImage(data)
+	if err != nil {
+		return nil, err
 	}
-	pix, err := decodeRGB(data, size)
+	return Preprocess(img, size)
+}
+
+// DecodeImage is the first half of Decode: it checks the header (format,
+// dimensions) before decoding any pixel, then decodes. Errors wrap
+// ErrUnsupportedFormat, ErrImageTooLarge or ErrCorruptImage.
+func DecodeImage(data []byte) (image.Image, error) {
+	img, err := decodeChecked(data)
 	if err != nil {
 		return nil, fmt.Errorf("decode image: %w", err)
 	}
+	return img, nil
+}
+
+// Preprocess is the second half of Decode: resize to size x size RGB,
+// quantise to 8 bits, scale to [0, 1].
+func Preprocess(img image.Image, size int) ([]float32, error) {
+	if size < MinImageSize || size > MaxImageSize {
+		return nil, fmt.Errorf("preprocess image: %w: size %d, want %d to %d", ErrInvalidOptions, size, MinImageSize, MaxImageSize)
+	}
+	pix := resizeRGB(img, size)
 	out := make([]float32, len(pix))
 	for i, v := range pix {
 		out[i] = byteToFloat[v]
@@ -67,6 +85,15 @@ var byteToFloat = func() (t [256]float32) {
 
 // decodeRGB decodes data and resizes it to size x size RGB bytes (HWC).
 func decodeRGB(data []byte, size int) ([]uint8, error) {
+	img, err := decodeChecked(data)
+	if err != nil {
+		return nil, err
+	}
+	return resizeRGB(img, size), nil
+}
+
+// decodeChecked decodes data after checking its header.
+func decodeChecked(data []byte) (image.Image, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: no data", ErrCorruptImage)
 	}
@@ -99,7 +126,7 @@ func decodeRGB(data []byte, size int) ([]uint8, error) {
 	if b := img.Bounds(); b.Empty() {
 		return nil, fmt.Errorf("%w: %s has no pixels", ErrCorruptImage, format)
 	}
-	return resizeRGB(img, size), nil
+	return img, nil
 }
 
 // detail describes a decoder error, naming the format unless it does.
