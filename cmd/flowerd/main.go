@@ -22,6 +22,8 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/flowerd/flowerd/checkpoints"
@@ -43,6 +45,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	logLevel        string
 	traceStdout     bool
+	healthProbe     bool
 }
 
 func main() {
@@ -50,6 +53,13 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flowerd:", err)
 		os.Exit(2)
+	}
+	if cfg.healthProbe {
+		if err := probe(cfg.addr); err != nil {
+			fmt.Fprintln(os.Stderr, "flowerd: health probe:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(cfg); err != nil {
 		slog.Error("flowerd stopped", "err", err)
@@ -99,6 +109,8 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", timeout, "how long shutdown waits for calls and jobs to stop (FLOWERD_SHUTDOWN_TIMEOUT)")
 	fs.BoolVar(&c.traceStdout, "trace-stdout", os.Getenv("OTEL_TRACES_EXPORTER") == "console",
 		"print spans to stdout, for debugging (OTEL_TRACES_EXPORTER=console)")
+	fs.BoolVar(&c.healthProbe, "health-probe", false,
+		"check the health of the server at -addr and exit 0 if it is SERVING, 1 if not (for container health checks)")
 	fs.StringVar(&c.logLevel, "log-level", env("FLOWERD_LOG_LEVEL", "info"), "debug, info, warn or error (FLOWERD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -118,6 +130,25 @@ func parseFlags(args []string) (config, error) {
 		c.split[i] = n
 	}
 	return c, nil
+}
+
+// probe asks the standard health service at addr whether the server is SERVING.
+func probe(addr string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("status %s", resp.GetStatus())
+	}
+	return nil
 }
 
 func run(c config) error {
