@@ -16,7 +16,9 @@ BENCHTIME ?= 3x
 BENCH     ?= .
 PKGS      := ./...
 # Packages that execute no GoMLX graph run under the race detector (GoMLX's
-# pure-Go executor trips it on its own).
+# pure-Go executor trips it on its own). Test packages run one at a time
+# (-p 1): each trains full-size networks on every core, and two at once on a
+# 2-core machine only slow each other down.
 RACE_PKGS := ./model/dataset/ ./checkpoints/ ./cmd/flowerd/
 
 export FLOWERD_DATA ?= $(DATA)
@@ -50,7 +52,7 @@ $(TOOLS)/grpcurl:
 ## test: vet, the whole suite (with the end-to-end test of the binary driven by
 ## grpcurl), and the race detector on the packages it applies to.
 test: vet $(TOOLS)/grpcurl
-	GRPCURL=$(TOOLS)/grpcurl $(GO) test -count=1 -timeout 25m $(PKGS)
+	GRPCURL=$(TOOLS)/grpcurl $(GO) test -p 1 -count=1 -timeout 25m $(PKGS)
 	$(GO) test -count=1 -race -short -timeout 10m $(RACE_PKGS)
 
 ## e2e: build the binary, start it, drive it with grpcurl, stop it with SIGTERM.
