@@ -24,10 +24,18 @@ const (
 	// ParamInitSeed (int64): seed of the initial weights.
 	ParamInitSeed = "init_seed"
 
-	// paramLegacy (bool): build the go backend's formulation as it was before
-	// the speed work (GoMLX's own gradients), for same-process A/B benchmarks
-	// and tests. Default false.
-	paramLegacy = "legacy_formulation"
+	// paramTuning (int): which of the go backend's faster formulations to
+	// use, a set of tuning* bits; 0 is the straightforward formulation. For
+	// same-process A/B benchmarks and tests. Default tuningAll.
+	paramTuning = "tuning"
+)
+
+// Bits of paramTuning, one per field of tuning.
+const (
+	tuningCustomGrad = 1 << iota
+	tuningSpaceToDepth
+	tuningWinograd
+	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -74,8 +82,13 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 	poolImpl := gmx.GetParamOr(scope, ParamPoolImpl, PoolSlices)
 	// The go backend's faster formulations (the XLA path uses builtin ops).
 	var t tuning
-	if convImpl == ConvIm2col && !gmx.GetParamOr(scope, paramLegacy, false) {
-		t = tuning{customGrad: training, spaceToDepth: true}
+	if convImpl == ConvIm2col {
+		bits := gmx.GetParamOr(scope, paramTuning, tuningAll)
+		t = tuning{
+			customGrad:   training && bits&tuningCustomGrad != 0,
+			spaceToDepth: bits&tuningSpaceToDepth != 0,
+			winograd:     bits&tuningWinograd != 0,
+		}
 	}
 
 	x := images

@@ -43,33 +43,59 @@ func withVJP(inputs []*Node, forward func(in []*Node) *Node, vjp func(in []*Node
 	})
 }
 
-// matMul is a [M,K]·[K,N] matrix product whose gradient, when custom is set,
-// avoids the full transposes GoMLX's DotGeneral gradient makes the go backend
-// execute. The backend's matmul wants the left operand's contracting axis
-// last; GoMLX computes the right operand's gradient as
-// DotGeneral(v [M,N], axis 0, a [M,K], axis 0), which makes the backend
-// transpose v, a and the [N,K] result. Here da = v·bᵀ is a matmul in the
-// backend's transposed-right layout (no copy), and db is either
-// (vᵀ·a)ᵀ (transposing v [M,N] and the [N,K] result) or aᵀ·v (transposing
-// a [M,K]), whichever moves fewer elements: the first for im2col
-// convolutions (K > N), the second for dense layers (M is the small batch).
+// matMul is a [M,K]·[K,N] matrix product, or a batch of them ([B,M,K]·[B,K,N]
+// with the batch axis first), whose gradient, when custom is set, avoids the
+// full transposes GoMLX's DotGeneral gradient makes the go backend execute.
+// The backend's matmul wants the left operand's contracting axis last;
+// GoMLX computes the right operand's gradient as DotGeneral(v [M,N], axis 0,
+// a [M,K], axis 0), which makes the backend transpose v, a and the [N,K]
+// result. Here da = v·bᵀ is a matmul in the backend's transposed-right
+// layout (no copy), and db is either (vᵀ·a)ᵀ (transposing v [M,N] and the
+// [N,K] result) or aᵀ·v (transposing a [M,K]), whichever moves fewer
+// elements: the first for im2col convolutions (K > N), the second for dense
+// layers (M is the small batch).
 func matMul(a, b *Node, custom bool) *Node {
-	forward := func(in []*Node) *Node { return DotGeneral(in[0], []int{1}, nil, in[1], []int{0}, nil) }
+	var batch []int
+	if a.Rank() == 3 {
+		batch = []int{0}
+	}
+	r := len(batch) // index of the first non-batch axis
+	// swap exchanges the last two axes.
+	swap := func(x *Node) *Node {
+		if r == 0 {
+			return TransposeAllAxes(x, 1, 0)
+		}
+		return TransposeAllAxes(x, 0, 2, 1)
+	}
+	forward := func(in []*Node) *Node { return DotGeneral(in[0], []int{r + 1}, batch, in[1], []int{r}, batch) }
 	if !custom {
 		return forward([]*Node{a, b})
 	}
 	return withVJP([]*Node{a, b}, forward, func(in []*Node, _, v *Node) []*Node {
 		a, b := in[0], in[1]
-		m, k := a.Shape().Dimensions[0], a.Shape().Dimensions[1]
-		n := b.Shape().Dimensions[1]
-		da := DotGeneral(v, []int{1}, nil, b, []int{1}, nil)
+		m, k := a.Shape().Dimensions[r], a.Shape().Dimensions[r+1]
+		n := b.Shape().Dimensions[r+1]
+		da := DotGeneral(v, []int{r + 1}, batch, b, []int{r + 1}, batch)
 		var db *Node
 		if m*n+k*n <= m*k {
-			db = TransposeAllAxes(DotGeneral(TransposeAllAxes(v, 1, 0), []int{1}, nil, a, []int{0}, nil), 1, 0)
+			db = swap(DotGeneral(swap(v), []int{r + 1}, batch, a, []int{r}, batch))
 		} else {
-			db = DotGeneral(TransposeAllAxes(a, 1, 0), []int{1}, nil, v, []int{0}, nil)
+			db = DotGeneral(swap(a), []int{r + 1}, batch, v, []int{r}, batch)
 		}
 		return []*Node{da, db}
+	})
+}
+
+// constMatMul is c·d for a constant c [R,S] and d [S,X]; with custom set its
+// gradient for d is cᵀ·v, a matmul in the backend's layout, where GoMLX's
+// would transpose v [R,X] and the [X,S] result.
+func constMatMul(c, d *Node, custom bool) *Node {
+	forward := func(in []*Node) *Node { return DotGeneral(c, []int{1}, nil, in[0], []int{0}, nil) }
+	if !custom {
+		return forward([]*Node{d})
+	}
+	return withVJP([]*Node{d}, forward, func(_ []*Node, _, v *Node) []*Node {
+		return []*Node{DotGeneral(TransposeAllAxes(c, 1, 0), []int{1}, nil, v, []int{0}, nil)}
 	})
 }
 

@@ -1,42 +1,55 @@
 package model
 
 import (
+	"context"
+	"flag"
+	"slices"
 	"testing"
+	"time"
+
+	"github.com/flowerd/flowerd/model/dataset"
 )
 
-// BenchmarkFormulations runs the go backend's current formulation next to
-// the legacy one (paramLegacy) in the same process, for model1 and model2 at
-// full size: classify at batch 1, inference at batch 16, training at batch
-// 32. Timings on a shared machine drift, so compare the two within one run,
-// e.g. `go test ./model/ -run '^$' -bench Formulations -benchtime 3x -count 2`
-// (the runs alternate legacy, new, legacy, new).
+var abBase = flag.Int("ab.base", 0, "BenchmarkTuningAB: paramTuning bits of the baseline (0: the straightforward formulation)")
+
+// newTuned builds variant name at full size with the given paramTuning bits.
+// Graphs are built at their first run, after the parameter is set.
+func newTuned(b *testing.B, backend *Backend, name string, bits int) *Model {
+	v, err := LookupVariant(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := New(backend, v, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.store.RootScope().SetParam(paramTuning, bits)
+	m.served.Load().store.RootScope().SetParam(paramTuning, bits)
+	return m
+}
+
+// BenchmarkFormulations runs the go backend's formulation with no tuning
+// (paramTuning 0) and with all of it, for model1 and model2 at full size:
+// classify at batch 1, inference at batch 16, training at batch 32. On a
+// shared machine prefer BenchmarkTuningAB, which interleaves the two.
 func BenchmarkFormulations(b *testing.B) {
 	backend, err := NewBackend("go")
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, name := range []string{"model1", "model2"} {
-		v, err := LookupVariant(name)
-		if err != nil {
-			b.Fatal(err)
-		}
+		v, _ := LookupVariant(name)
 		fwd, train := v.FLOPs(ImageSize, NumClasses)
-		for _, legacy := range []bool{true, false} {
+		for _, bits := range []int{0, tuningAll} {
 			form := "new"
-			if legacy {
+			if bits == 0 {
 				form = "legacy"
 			}
 			var m *Model
 			setup := func(b *testing.B) {
-				if m != nil {
-					return
+				if m == nil {
+					m = newTuned(b, backend, name, bits)
 				}
-				if m, err = New(backend, v, Options{}); err != nil {
-					b.Fatal(err)
-				}
-				// Graphs are built at their first run, after this.
-				m.store.RootScope().SetParam(paramLegacy, legacy)
-				m.served.Load().store.RootScope().SetParam(paramLegacy, legacy)
 			}
 			b.Run(name+"/"+form+"/classify-b1", func(b *testing.B) {
 				setup(b)
@@ -53,4 +66,77 @@ func BenchmarkFormulations(b *testing.B) {
 			m = nil // free it before the next formulation
 		}
 	}
+}
+
+// BenchmarkTuningAB holds two copies of each of model1 and model2, the
+// baseline (paramTuning = -ab.base, default 0) and the current formulation,
+// and alternates their runs (classify b1, inference b16, training b32), so
+// both see the same machine load. It reports each one's figures and the
+// speedup, the baseline's total time over the current one's. E.g.
+// `go test ./model/ -run '^$' -bench TuningAB -benchtime 4x -ab.base 3`.
+func BenchmarkTuningAB(b *testing.B) {
+	backend, err := NewBackend("go")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, name := range []string{"model1", "model2"} {
+		v, _ := LookupVariant(name)
+		fwd, train := v.FLOPs(ImageSize, NumClasses)
+		var models [2]*Model
+		setup := func(b *testing.B) {
+			if models[0] == nil {
+				models = [2]*Model{newTuned(b, backend, name, *abBase), newTuned(b, backend, name, tuningAll)}
+			}
+		}
+		run := func(b *testing.B, n int, flops float64, once func(m *Model) error) {
+			setup(b)
+			for _, m := range models { // compile and warm up
+				if err := once(m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var elapsed [2]time.Duration
+			b.ResetTimer()
+			for b.Loop() {
+				for i, m := range models {
+					start := time.Now()
+					if err := once(m); err != nil {
+						b.Fatal(err)
+					}
+					elapsed[i] += time.Since(start)
+				}
+			}
+			images := float64(b.N * n)
+			b.ReportMetric(images/elapsed[0].Seconds(), "base-img/s")
+			b.ReportMetric(images/elapsed[1].Seconds(), "img/s")
+			b.ReportMetric(flops*images/elapsed[1].Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(float64(elapsed[0])/float64(elapsed[1]), "speedup")
+		}
+		predict := func(n int) func(m *Model) error {
+			images := randomImages(n)
+			return func(m *Model) error { _, err := m.Predict(ctx, images, n); return err }
+		}
+		b.Run(name+"/classify-b1", func(b *testing.B) { run(b, 1, fwd, predict(1)) })
+		b.Run(name+"/infer-b16", func(b *testing.B) { run(b, 16, fwd, predict(16)) })
+		b.Run(name+"/train-b32", func(b *testing.B) {
+			images := randomImages(32)
+			run(b, 32, train, func(m *Model) error {
+				bt := trainBatch(images, 32)
+				_, err := m.TrainStep(ctx, bt, DefaultLearningRate, DefaultMomentum)
+				return err
+			})
+		})
+		models = [2]*Model{}
+	}
+}
+
+// trainBatch is a fresh batch of n copies of images with fixed labels: a
+// training step takes ownership of its batch.
+func trainBatch(images []float32, n int) dataset.Batch {
+	bt := dataset.Batch{Images: slices.Clone(images), Labels: make([]int32, n), Weights: make([]float32, n), Valid: n}
+	for i := range n {
+		bt.Labels[i], bt.Weights[i] = int32(i%NumClasses), 1
+	}
+	return bt
 }
