@@ -48,24 +48,29 @@ func (s *Server) classify(ctx context.Context, req *flowerdpb.ClassifyRequest) (
 		resp.Results[i] = &flowerdpb.ImageResult{Name: img.GetName()}
 	}
 	for _, v := range vs {
-		m, err := s.ready(v)
-		if err != nil {
+		if _, err := s.ready(v); err != nil {
 			return nil, err
 		}
-		served := m.Served()
+		v.mu.Lock()
+		b := v.batcher
+		v.mu.Unlock()
 		fctx, span := s.tel.tracer.Start(ctx, "forward", trace.WithAttributes(AttrVariant.String(v.cfg.Name),
-			AttrVersion.Int64(served.Version()), AttrBatchSize.Int(n), AttrBackend.String(s.backend.Name())))
+			AttrBackend.String(s.backend.Name())))
 		start := time.Now()
-		probs, err := served.Predict(fctx, images, n)
+		r, err := b.predict(fctx, images, n)
+		took := time.Since(start)
+		if err == nil {
+			span.SetAttributes(AttrVersion.Int64(r.version), AttrBatchSize.Int(r.batch))
+		}
 		endSpan(span, err)
 		if err != nil {
 			return nil, fmt.Errorf("classify with %s: %w", v.cfg.Name, err)
 		}
-		took := time.Since(start)
+		// The latency a caller sees: queueing for a pass plus the pass.
 		s.recordClassify(ctx, v, took)
-		for i, p := range probs {
+		for i, p := range r.probs {
 			resp.Results[i].Predictions = append(resp.Results[i].Predictions, &flowerdpb.Prediction{
-				Variant: v.cfg.Name, Version: served.Version(), Top: topK(p, classes, k),
+				Variant: v.cfg.Name, Version: r.version, Top: topK(p, classes, k),
 				LatencyMs: float64(took) / float64(time.Millisecond),
 			})
 		}

@@ -73,7 +73,7 @@ func (js *jobs) reserve(v *variant) (release func(), err error) {
 	}
 	placeholder := &job{id: "(changing the served version)"}
 	v.job = placeholder
-	return func() {
+	return func() { // safe to call more than once
 		v.mu.Lock()
 		if v.job == placeholder {
 			v.job = nil

@@ -30,6 +30,7 @@ const (
 	DefaultMaxConcurrentJobs = 1
 	DefaultLatencyWindow     = 1024
 	DefaultTopK              = 5
+	DefaultMaxBatch          = 16
 )
 
 // Options configure a Server. Backend and Store are required; every other
@@ -59,6 +60,14 @@ type Options struct {
 	// MaxConcurrentJobs is how many training jobs run at once; others wait
 	// queued. Default 1 (a CPU box has no cores to spare for more).
 	MaxConcurrentJobs int
+	// MaxBatch is the most images one forward pass takes when concurrent
+	// Classify calls are merged (dynamic batching). Default 16; 1 turns
+	// batching off.
+	MaxBatch int
+	// MaxWait is how long a forward pass waits for more calls to merge
+	// before it starts. Default 0: it takes the calls already waiting and
+	// goes, so a lone call never waits.
+	MaxWait time.Duration
 	// LatencyWindow is the number of recent Classify latencies per variant
 	// behind CompareVariants' percentiles. Default 1024.
 	LatencyWindow int
@@ -108,6 +117,7 @@ type variant struct {
 
 	mu      sync.Mutex
 	m       *model.Model // nil until loaded
+	batcher *batcher     // set with m
 	status  flowerdpb.ModelStatus
 	message string
 	job     *job // the live job, if any
@@ -143,6 +153,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.MaxConcurrentJobs <= 0 {
 		opts.MaxConcurrentJobs = DefaultMaxConcurrentJobs
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.MaxWait < 0 {
+		opts.MaxWait = 0
 	}
 	if opts.LatencyWindow <= 0 {
 		opts.LatencyWindow = DefaultLatencyWindow
@@ -248,8 +264,14 @@ func (s *Server) load(ctx context.Context, v *variant) error {
 	if _, err := m.Predict(ctx, make([]float32, size*size*3), 1); err != nil {
 		return fmt.Errorf("warm up: %w", err)
 	}
+	b := newBatcher(m, s.opts.MaxBatch, s.opts.MaxWait)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		b.run(s.ctx)
+	}()
 	v.mu.Lock()
-	v.m, v.status, v.message = m, flowerdpb.ModelStatus_MODEL_STATUS_READY, msg
+	v.m, v.batcher, v.status, v.message = m, b, flowerdpb.ModelStatus_MODEL_STATUS_READY, msg
 	v.mu.Unlock()
 	return nil
 }
@@ -431,7 +453,7 @@ func (s *Server) setServingVersion(req *flowerdpb.SetServingVersionRequest) (*fl
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer release() // idempotent: also released below before describing
 	if req.GetUnpin() {
 		if err := s.store.Unpin(v.cfg.Name); err != nil {
 			return nil, err
@@ -458,6 +480,7 @@ func (s *Server) setServingVersion(req *flowerdpb.SetServingVersionRequest) (*fl
 	}
 	man := m.Served().Version()
 	v.setStatus(flowerdpb.ModelStatus_MODEL_STATUS_READY, fmt.Sprintf("serving checkpoint version %d", man))
+	release() // before describing, which would report the reservation as a job
 	info, err := s.describe(v)
 	if err != nil {
 		return nil, err

@@ -468,8 +468,9 @@ func TestService(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m := resp.GetModel(); m.GetServedVersion() != 1 || !m.GetPinned() {
-			t.Errorf("after pinning 1: served %d, pinned %v", m.GetServedVersion(), m.GetPinned())
+		if m := resp.GetModel(); m.GetServedVersion() != 1 || !m.GetPinned() || m.GetStatus() != flowerdpb.ModelStatus_MODEL_STATUS_READY || m.GetJobId() != "" {
+			t.Errorf("after pinning 1: served %d, pinned %v, status %v, job %q; want 1, true, READY, none",
+				m.GetServedVersion(), m.GetPinned(), m.GetStatus(), m.GetJobId())
 		}
 		c, err := h.client.Classify(ctx, &flowerdpb.ClassifyRequest{Images: []*flowerdpb.Image{{Data: sunflower}}, Variant: "model2"})
 		if err != nil || c.GetResults()[0].GetPredictions()[0].GetVersion() != 1 {

@@ -42,6 +42,8 @@ type config struct {
 	variants        string
 	maxRequestBytes int
 	maxJobs         int
+	batchMax        int
+	batchWait       time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
 	traceStdout     bool
@@ -102,6 +104,16 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("FLOWERD_MAX_JOBS: %w", err)
 	}
 	fs.IntVar(&c.maxJobs, "max-jobs", maxJobs, "training jobs run at once; more wait queued (FLOWERD_MAX_JOBS)")
+	batchMax, err := strconv.Atoi(env("FLOWERD_BATCH_MAX", strconv.Itoa(service.DefaultMaxBatch)))
+	if err != nil {
+		return c, fmt.Errorf("FLOWERD_BATCH_MAX: %w", err)
+	}
+	fs.IntVar(&c.batchMax, "batch-max", batchMax, "most images one forward pass takes when concurrent Classify calls are merged; 1 turns batching off (FLOWERD_BATCH_MAX)")
+	batchWait, err := time.ParseDuration(env("FLOWERD_BATCH_WAIT", "0s"))
+	if err != nil {
+		return c, fmt.Errorf("FLOWERD_BATCH_WAIT: %w", err)
+	}
+	fs.DurationVar(&c.batchWait, "batch-wait", batchWait, "how long a forward pass waits for more calls to merge; 0 takes those already waiting (FLOWERD_BATCH_WAIT)")
 	timeout, err := time.ParseDuration(env("FLOWERD_SHUTDOWN_TIMEOUT", "30s"))
 	if err != nil {
 		return c, fmt.Errorf("FLOWERD_SHUTDOWN_TIMEOUT: %w", err)
@@ -189,6 +201,7 @@ func run(c config) error {
 		Backend: backend, Store: store, DatasetDir: c.dataset, Variants: strings.Split(c.variants, ","),
 		Dataset:         dataset.Options{TrainPerClass: c.split[0], ValPerClass: c.split[1], TestPerClass: c.split[2]},
 		MaxRequestBytes: c.maxRequestBytes, MaxConcurrentJobs: c.maxJobs, Logger: log,
+		MaxBatch: c.batchMax, MaxWait: c.batchWait,
 	})
 	if err != nil {
 		return err

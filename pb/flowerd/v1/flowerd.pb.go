@@ -422,7 +422,9 @@ type Prediction struct {
 	// initial (untrained) weights.
 	Version int64         `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	Top     []*ClassScore `protobuf:"bytes,3,rep,name=top,proto3" json:"top,omitempty"`
-	// Time spent in the forward pass for this variant's batch.
+	// Time from the call reaching this variant to its answer: waiting for a
+	// forward pass, then the pass (which concurrent calls may share: dynamic
+	// batching).
 	LatencyMs     float64 `protobuf:"fixed64,4,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
