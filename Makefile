@@ -12,6 +12,7 @@ BUF_VERSION                ?= v1.75.0
 PROTOC_GEN_GO_VERSION      ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.0
 GRPCURL_VERSION            ?= v1.9.3
+GHZ_VERSION                ?= v0.120.0
 BENCHTIME ?= 3x
 BENCH     ?= .
 PKGS      := ./...
@@ -23,7 +24,7 @@ RACE_PKGS := ./model/dataset/ ./checkpoints/ ./cmd/flowerd/
 
 export FLOWERD_DATA ?= $(DATA)
 
-.PHONY: all build run test test-short e2e race bench lint vet fmt proto clean
+.PHONY: all build run test test-short e2e race bench loadtest lint vet fmt proto clean
 
 all: lint test
 
@@ -48,6 +49,8 @@ $(TOOLS)/protoc-gen-go-grpc:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 $(TOOLS)/grpcurl:
 	GOBIN=$(TOOLS) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+$(TOOLS)/ghz:
+	GOBIN=$(TOOLS) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 ## test: vet, the whole suite (with the end-to-end test of the binary driven by
 ## grpcurl), and the race detector on the packages it applies to.
@@ -67,6 +70,10 @@ test-short:
 ## (batch 16), training img/s (batch 32) and GFLOP/s, on $$GOMLX_BACKEND (default go).
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 60m ./model/
+
+## loadtest: Classify at 1, 4 and 16 concurrent clients (ghz), batching on and off.
+loadtest: build $(TOOLS)/ghz
+	GHZ=$(TOOLS)/ghz BIN=bin/flowerd deploy/loadtest.sh
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
