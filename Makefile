@@ -24,7 +24,7 @@ RACE_PKGS := ./model/dataset/ ./checkpoints/ ./cmd/flowerd/
 
 export FLOWERD_DATA ?= $(DATA)
 
-.PHONY: all build run test test-short e2e race bench loadtest lint vet fmt proto clean
+.PHONY: all build run test test-short e2e race bench bench-load lint vet fmt proto clean
 
 all: lint test
 
@@ -71,9 +71,9 @@ test-short:
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 60m ./model/
 
-## loadtest: Classify at 1, 4 and 16 concurrent clients (ghz), batching on and off.
-loadtest: build $(TOOLS)/ghz
-	GHZ=$(TOOLS)/ghz BIN=bin/flowerd deploy/loadtest.sh
+## bench-load: Classify at 1, 4 and 16 concurrent clients (ghz), batching on and off.
+bench-load: build $(TOOLS)/ghz
+	GHZ=$(TOOLS)/ghz BIN=bin/flowerd deploy/bench-load.sh
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

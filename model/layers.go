@@ -103,8 +103,8 @@ func conv2D(x, kernel *Node, stride int, impl string, t tuning) *Node {
 	// Winograd pays once there are enough tiles to fill the matmuls (model1's
 	// 15x15 maps at batch 1: 64 tiles, 1.2x faster for the layer); on model2's
 	// 7x7 maps at batch 1 (16 tiles) its extra ops cost more than they save.
-	if stride == 1 && kh == 3 && kw == 3 && t.winograd && dims[0]*((h+1)/2)*((w+1)/2) >= 64 {
-		return winogradConv3(x, kernel, t.customGrad)
+	if stride == 1 && kh == kw && (kh == 3 || kh == 5) && t.winograd && dims[0]*((h+1)/2)*((w+1)/2) >= 64 {
+		return winogradConv(x, kernel, t.customGrad)
 	}
 	if stride == 1 || !t.spaceToDepth {
 		xp := padSpatial(x, [2]int{ph0, ph1}, [2]int{pw0, pw1}, 0)
@@ -154,14 +154,58 @@ func spaceToDepthKernel(kernel *Node, s int) *Node {
 	return Reshape(k, kph, kpw, s*s*cin, cout)
 }
 
-// Winograd F(2x2, 3x3) transforms (Lavin and Gray, 2015), as Kronecker
-// products acting on row-major flattened tiles: input tile d (4x4) -> BᵀdB,
-// kernel g (3x3) -> GgGᵀ, product m (4x4) -> output tile AᵀmA (2x2).
-var (
-	winogradBT = [][]float64{{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}}
-	winogradG  = [][]float64{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}
-	winogradAT = [][]float64{{1, 1, 1, 0}, {0, 1, -1, -1}}
-)
+// winogradTransforms returns the Toom-Cook matrices of Winograd's minimal
+// filtering F(m, r) (Lavin and Gray, 2015) on the given r+m-2 interpolation
+// points plus the point at infinity: for a tile d of m+r-1 inputs and a
+// filter g of r taps, the m outputs of their correlation are
+// Aᵀ·((G·g) ⊙ (Bᵀ·d)).
+func winogradTransforms(m, r int, points []float64) (at, g, bt [][]float64) {
+	n := len(points)
+	alpha := n + 1
+	polyMul := func(p []float64, root float64) []float64 { // p·(x - root)
+		out := make([]float64, len(p)+1)
+		for i, c := range p {
+			out[i+1] += c
+			out[i] -= root * c
+		}
+		return out
+	}
+	at = make([][]float64, m)
+	for i := range at {
+		at[i] = make([]float64, alpha)
+		for j, p := range points {
+			at[i][j] = math.Pow(p, float64(i))
+		}
+		if i == m-1 {
+			at[i][n] = 1
+		}
+	}
+	g = make([][]float64, alpha)
+	bt = make([][]float64, alpha)
+	all := []float64{1}
+	for j, p := range points {
+		f, poly := 1.0, []float64{1}
+		for l, q := range points {
+			if l != j {
+				f *= p - q
+				poly = polyMul(poly, q)
+			}
+		}
+		g[j] = make([]float64, r)
+		for k := range r {
+			g[j][k] = math.Pow(p, float64(k)) / f
+		}
+		bt[j] = append(poly, make([]float64, alpha-len(poly))...)
+		all = polyMul(all, p)
+	}
+	g[n] = make([]float64, r)
+	g[n][r-1] = 1
+	bt[n] = all
+	return at, g, bt
+}
+
+// winogradPoints are the interpolation points of F(2, r) per kernel side r.
+var winogradPoints = map[int][]float64{3: {0, 1, -1}, 5: {0, 1, -1, 2, -2}}
 
 // kron is the Kronecker product m⊗m.
 func kron(m [][]float64) [][]float64 {
@@ -176,46 +220,51 @@ func kron(m [][]float64) [][]float64 {
 	return out
 }
 
-// winogradConv3 is the 'SAME' 3x3 stride-1 convolution of an NHWC input with
-// an HWIO kernel by Winograd's F(2x2, 3x3): each 2x2 output tile costs 16
-// products per (cin, cout) pair instead of 36, so the layer's matmul work
-// drops 2.25x (less the zero padding of odd sides). Every step is a matmul
-// the backend runs in its fast layout, and the input gathers 16 strided
-// slices of a quarter of the output size where im2col gathers 9 of the full
-// size:
+// winogradConv is the 'SAME' stride-1 convolution of an NHWC input with an
+// r x r HWIO kernel (r = 3 or 5) by Winograd's F(2x2, rxr): each 2x2 output
+// tile costs a = (r+1)² products per (cin, cout) pair instead of 4r², so
+// the layer's matmul work drops 2.25x for 3x3 and 2.8x for 5x5 (less the
+// transforms and the zero padding of odd sides). Every step is a matmul the
+// backend runs in its fast layout, and the input gathers a strided slices of
+// a quarter of the output size where im2col gathers r² of the full size:
 //
-//	D [16, P·cin]   the 4x4 input tiles (stride 2), P = n·th·tw tiles
-//	V = (Bᵀ⊗Bᵀ)·D,  U = (G⊗G)·kernel [16, cin·cout]
-//	M[t] = V[t]·U[t] for each of the 16 tile positions t: [16, P, cout]
+//	D [a, P·cin]    the (r+1)² input tiles (stride 2), P = n·th·tw tiles
+//	V = (Bᵀ⊗Bᵀ)·D,  U = (G⊗G)·kernel [a, cin·cout]
+//	M[t] = V[t]·U[t] for each of the a tile positions t: [a, P, cout]
 //	Y = (Aᵀ⊗Aᵀ)·M   [4, P·cout], scattered back to the 2x2 output pixels.
-func winogradConv3(x, kernel *Node, customGrad bool) *Node {
-	g := x.Graph()
+func winogradConv(x, kernel *Node, customGrad bool) *Node {
+	gr := x.Graph()
 	d := x.Shape().Dimensions
 	n, h, w, cin := d[0], d[1], d[2], d[3]
-	cout := kernel.Shape().Dimensions[3]
-	th, tw := (h+1)/2, (w+1)/2
+	r, cout := kernel.Shape().Dimensions[0], kernel.Shape().Dimensions[3]
+	const m = 2
+	side := m + r - 1
+	at, g, bt := winogradTransforms(m, r, winogradPoints[r])
+	th, tw := (h+m-1)/m, (w+m-1)/m
 	p := n * th * tw
-	constant := func(m [][]float64) *Node { return ConvertDType(Const(g, m), x.DType()) }
+	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), x.DType()) }
 
-	// Input tiles: padding 1 before and enough after for 2*t+2 pixels.
-	xp := padSpatial(x, [2]int{1, 2*th + 1 - h}, [2]int{1, 2*tw + 1 - w}, 0)
-	tiles := make([]*Node, 0, 16)
-	for r := range 4 {
-		for c := range 4 {
-			s := Slice(xp, AxisRange(), stridedRange(r, th, 2), stridedRange(c, tw, 2), AxisRange())
+	// Input tiles: 'SAME' padding before, and after enough for every tile.
+	pad := (r - 1) / 2
+	xp := padSpatial(x, [2]int{pad, m*(th-1) + side - h - pad}, [2]int{pad, m*(tw-1) + side - w - pad}, 0)
+	tiles := make([]*Node, 0, side*side)
+	for i := range side {
+		for j := range side {
+			s := Slice(xp, AxisRange(), stridedRange(i, th, m), stridedRange(j, tw, m), AxisRange())
 			tiles = append(tiles, Reshape(s, 1, p*cin))
 		}
 	}
-	v := constMatMul(constant(kron(winogradBT)), Concatenate(tiles, 0), customGrad)
-	u := constMatMul(constant(kron(winogradG)), Reshape(kernel, 9, cin*cout), customGrad)
-	m := matMul(Reshape(v, 16, p, cin), Reshape(u, 16, cin, cout), customGrad)
-	y := constMatMul(constant(kron(winogradAT)), Reshape(m, 16, p*cout), customGrad)
+	a := side * side
+	v := constMatMul(constant(kron(bt)), Concatenate(tiles, 0), customGrad)
+	u := constMatMul(constant(kron(g)), Reshape(kernel, r*r, cin*cout), customGrad)
+	prod := matMul(Reshape(v, a, p, cin), Reshape(u, a, cin, cout), customGrad)
+	y := constMatMul(constant(kron(at)), Reshape(prod, a, p*cout), customGrad)
 
 	// [dy, dx, n, ti, tj, cout] -> [n, ti, dy, tj, dx, cout] -> pixels.
-	y = Reshape(y, 2, 2, n, th, tw, cout)
+	y = Reshape(y, m, m, n, th, tw, cout)
 	y = TransposeAllAxes(y, 2, 3, 0, 4, 1, 5)
-	y = Reshape(y, n, 2*th, 2*tw, cout)
-	if 2*th != h || 2*tw != w {
+	y = Reshape(y, n, m*th, m*tw, cout)
+	if m*th != h || m*tw != w {
 		y = Slice(y, AxisRange(), AxisRange(0, h), AxisRange(0, w), AxisRange())
 	}
 	return y

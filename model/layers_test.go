@@ -112,6 +112,7 @@ func TestFormulationsAgree(t *testing.T) {
 		{"conv 5x5/1", []int{1, 9, 8, 4}, 5, 1, 3},
 		{"conv 3x3/1", []int{1, 6, 6, 3}, 3, 1, 2},
 		{"conv 3x3/1 odd sides", []int{2, 7, 5, 4}, 3, 1, 3},
+		{"conv 5x5/1 odd sides", []int{2, 9, 6, 3}, 5, 1, 4},
 	}
 	for _, tc := range tests {
 		n := tc.dims[0] * tc.dims[1] * tc.dims[2] * tc.dims[3]
@@ -126,10 +127,10 @@ func TestFormulationsAgree(t *testing.T) {
 		want := eval(t, b, conv(ConvBuiltin, tuning{}), x, tc.dims...)
 		assertClose(t, tc.name, eval(t, b, conv(ConvIm2col, tuning{}), x, tc.dims...), want)
 		assertClose(t, tc.name+" space-to-depth", eval(t, b, conv(ConvIm2col, tuning{spaceToDepth: true}), x, tc.dims...), want)
-		if tc.kernel == 3 && tc.stride == 1 {
+		if (tc.kernel == 3 || tc.kernel == 5) && tc.stride == 1 {
 			wino := func(x *Node) *Node {
-				k := Const(x.Graph(), tensors.FromFlatDataAndDimensions(kernel, 3, 3, tc.dims[3], tc.cout))
-				return winogradConv3(x, k, false)
+				k := Const(x.Graph(), tensors.FromFlatDataAndDimensions(kernel, tc.kernel, tc.kernel, tc.dims[3], tc.cout))
+				return winogradConv(x, k, false)
 			}
 			assertClose(t, tc.name+" winograd", eval(t, b, wino, x, tc.dims...), want)
 		}
@@ -265,7 +266,15 @@ func TestCustomGradientsAgree(t *testing.T) {
 		{"conv2D 3x3/1 winograd", []int{2, 7, 6, 3}, []int{3, 3, 3, 4}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node {
 				if c {
-					return winogradConv3(x, w, true)
+					return winogradConv(x, w, true)
+				}
+				return conv2D(x, w, 1, ConvIm2col, tuning{})
+			}
+		}},
+		{"conv2D 5x5/1 winograd", []int{1, 7, 8, 2}, []int{5, 5, 2, 3}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node {
+				if c {
+					return winogradConv(x, w, true)
 				}
 				return conv2D(x, w, 1, ConvIm2col, tuning{})
 			}
@@ -329,7 +338,7 @@ func TestCustomGradientsFiniteDifferences(t *testing.T) {
 	checkGradient(t, "reluVJP", reluVJP, 3, 7)
 	checkGradient(t, "conv2D winograd", func(x *Node) *Node {
 		k := Const(x.Graph(), tensors.FromFlatDataAndDimensions(kernel, 3, 3, 2, 4))
-		return winogradConv3(x, k, true)
+		return winogradConv(x, k, true)
 	}, 1, 5, 6, 2)
 	for _, stride := range []int{2, 3} {
 		checkGradient(t, "maxPool3 custom", func(x *Node) *Node { return maxPool3(x, stride, PoolSlices, tuning{customGrad: true}) }, 2, 7, 8, 3)

@@ -2,7 +2,7 @@
 # Classify under concurrency, measured with ghz: 1, 4 and 16 concurrent
 # clients against one variant, with dynamic batching on (-batch-max 16) and
 # off (-batch-max 1), same binary, same machine, one after the other. Prints
-# throughput and p50/p99 latency per run. Run it with `make loadtest`.
+# throughput and p50/p99 latency per run. Run it with `make bench-load`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GHZ=${GHZ:-.tools/bin/ghz}
