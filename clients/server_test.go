@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,85 +12,36 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/flowerd/flowerd/checkpoints"
 	"github.com/flowerd/flowerd/clients"
 	"github.com/flowerd/flowerd/model"
 	"github.com/flowerd/flowerd/model/dataset"
+	"github.com/flowerd/flowerd/model/dataset/datasettest"
 	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
 	"github.com/flowerd/flowerd/service"
+	"github.com/flowerd/flowerd/service/servicetest"
 )
-
-// dataDir is Oxford 17 Flowers: $FLOWERD_DATA, else the shared copy beside
-// the checkout.
-func dataDir(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("FLOWERD_DATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "data", "flowers17")
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("Oxford 17 Flowers not found at %s (set FLOWERD_DATA): %v", dir, err)
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
 
 // startServer runs the real flowerd service over bufconn: model2 only, at
 // 67x67 pixels, a one-image-per-class split, so that it loads and trains in
 // seconds. It returns a client dialled through clients.Dial.
 func startServer(t *testing.T) *clients.Client {
 	t.Helper()
-	data := dataDir(t)
 	if raceEnabled {
 		t.Skip("runs GoMLX graphs in-process, too slow under -race; the fake-server tests cover the client's concurrency")
 	}
-	store, err := checkpoints.Open(t.TempDir(), checkpoints.Options{})
-	if err != nil {
-		t.Fatalf("checkpoints.Open = %v", err)
-	}
-	backend, err := model.NewBackend("go")
-	if err != nil {
-		t.Fatalf("NewBackend = %v", err)
-	}
-	srv, err := service.New(service.Options{
-		Backend: backend, Store: store, DatasetDir: data, Variants: []string{"model2"},
-		Model:   model.Options{ImageSize: 67},
-		Dataset: dataset.Options{TrainPerClass: 1, ValPerClass: 1, TestPerClass: 1, Seed: 3},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatalf("service.New = %v", err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
-	srv.Register(gs)
-	go gs.Serve(lis)
-	srv.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := srv.Close(ctx); err != nil {
-			t.Errorf("server Close = %v", err)
-		}
-		gs.Stop()
-		if err := store.Close(); err != nil {
-			t.Errorf("store Close = %v", err)
-		}
+	srv := servicetest.Start(t, service.Options{
+		Variants: []string{"model2"},
+		Model:    model.Options{ImageSize: 67},
+		Dataset:  dataset.Options{TrainPerClass: 1, ValPerClass: 1, TestPerClass: 1, Seed: 3},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := clients.Dial(ctx, "passthrough:///flowerd", clients.Options{
+	c, err := clients.Dial(ctx, servicetest.Target, clients.Options{
 		// The variant loads in the background: Unavailable until then,
 		// which the client's retries ride out.
-		Retry: clients.Retry{MaxAttempts: 100, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			return lis.DialContext(ctx)
-		})},
+		Retry:       clients.Retry{MaxAttempts: 100, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
+		DialOptions: []grpc.DialOption{srv.DialOption()},
 	})
 	if err != nil {
 		t.Fatalf("Dial = %v", err)
@@ -104,7 +52,7 @@ func startServer(t *testing.T) *clients.Client {
 
 func flowerJPEG(t testing.TB, class string) (path string, data []byte) {
 	t.Helper()
-	dir := filepath.Join(dataDir(t), class)
+	dir := filepath.Join(datasettest.Dir(t), class)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -15,21 +14,12 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/flowerd/flowerd/model/dataset"
+	"github.com/flowerd/flowerd/model/dataset/datasettest"
 )
 
 // dataDir is the Oxford 17 Flowers folder: $FLOWERD_DATA, else the shared
 // copy beside the checkout. Tests that need it skip when it is absent.
-func dataDir(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("FLOWERD_DATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "data", "flowers17")
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("Oxford 17 Flowers not found at %s (set FLOWERD_DATA): %v", dir, err)
-	}
-	return dir
-}
+func dataDir(t testing.TB) string { return datasettest.Dir(t) }
 
 func loadFlowers(t testing.TB, o dataset.Options) *dataset.Dataset {
 	t.Helper()

@@ -25,26 +25,13 @@ import (
 	"github.com/flowerd/flowerd/checkpoints"
 	"github.com/flowerd/flowerd/model"
 	"github.com/flowerd/flowerd/model/dataset"
+	"github.com/flowerd/flowerd/model/dataset/datasettest"
 	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
 )
 
 // dataDir is Oxford 17 Flowers: $FLOWERD_DATA, else the shared copy beside
 // the checkout.
-func dataDir(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("FLOWERD_DATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "data", "flowers17")
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("Oxford 17 Flowers not found at %s (set FLOWERD_DATA): %v", dir, err)
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
+func dataDir(t testing.TB) string { return datasettest.Dir(t) }
 
 // harness is a real server over bufconn with the real generated client.
 type harness struct {

@@ -2,11 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,83 +11,34 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/flowerd/flowerd/checkpoints"
 	"github.com/flowerd/flowerd/clients"
 	"github.com/flowerd/flowerd/model"
 	"github.com/flowerd/flowerd/model/dataset"
+	"github.com/flowerd/flowerd/model/dataset/datasettest"
 	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
 	"github.com/flowerd/flowerd/service"
+	"github.com/flowerd/flowerd/service/servicetest"
 )
-
-// dataDir is Oxford 17 Flowers: $FLOWERD_DATA, else the shared copy beside
-// the checkout.
-func dataDir(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("FLOWERD_DATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "data", "flowers17")
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("Oxford 17 Flowers not found at %s (set FLOWERD_DATA): %v", dir, err)
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
 
 // startServer runs the real service over bufconn (model2 only, 67x67
 // pixels, one image per class per split) and returns the client options
 // that reach it.
 func startServer(t *testing.T) clients.Options {
 	t.Helper()
-	data := dataDir(t)
 	if raceEnabled {
 		t.Skip("runs GoMLX graphs in-process, too slow under -race")
 	}
-	store, err := checkpoints.Open(t.TempDir(), checkpoints.Options{})
-	if err != nil {
-		t.Fatalf("checkpoints.Open = %v", err)
-	}
-	backend, err := model.NewBackend("go")
-	if err != nil {
-		t.Fatalf("NewBackend = %v", err)
-	}
-	srv, err := service.New(service.Options{
-		Backend: backend, Store: store, DatasetDir: data, Variants: []string{"model2"},
-		Model:   model.Options{ImageSize: 67},
-		Dataset: dataset.Options{TrainPerClass: 1, ValPerClass: 1, TestPerClass: 1, Seed: 3},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatalf("service.New = %v", err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
-	srv.Register(gs)
-	go gs.Serve(lis)
-	srv.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := srv.Close(ctx); err != nil {
-			t.Errorf("server Close = %v", err)
-		}
-		gs.Stop()
-		if err := store.Close(); err != nil {
-			t.Errorf("store Close = %v", err)
-		}
+	srv := servicetest.Start(t, service.Options{
+		Variants: []string{"model2"},
+		Model:    model.Options{ImageSize: 67},
+		Dataset:  dataset.Options{TrainPerClass: 1, ValPerClass: 1, TestPerClass: 1, Seed: 3},
 	})
 	return clients.Options{
 		// Unavailable while model2 loads: the client's retries ride it out.
-		Retry: clients.Retry{MaxAttempts: 100, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			return lis.DialContext(ctx)
-		})},
+		Retry:       clients.Retry{MaxAttempts: 100, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
+		DialOptions: []grpc.DialOption{srv.DialOption()},
 	}
 }
 
@@ -102,7 +49,7 @@ func TestCommands(t *testing.T) {
 		t.Skip("loads and trains a (small) network: skipped under -short")
 	}
 	opts := startServer(t)
-	dir := filepath.Join(dataDir(t), "sunflower")
+	dir := filepath.Join(datasettest.Dir(t), "sunflower")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +60,7 @@ func TestCommands(t *testing.T) {
 		t.Helper()
 		var out, errb bytes.Buffer
 		a := &app{stdout: &out, stderr: &errb, tty: tty, client: opts, getenv: func(string) string { return "" }}
-		code = a.main(t.Context(), append([]string{"-addr", "passthrough:///flowerd"}, args...))
+		code = a.main(t.Context(), append([]string{"-addr", servicetest.Target}, args...))
 		return out.String(), errb.String(), code
 	}
 	ok := func(t *testing.T, args ...string) string {

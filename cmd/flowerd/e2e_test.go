@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flowerd/flowerd/model/dataset/datasettest"
 )
 
 // TestEndToEnd builds the binary, starts it on a free port, drives it with
@@ -27,16 +29,7 @@ func TestEndToEnd(t *testing.T) {
 	if grpcurl == "" {
 		t.Skip("GRPCURL is not set: run `make e2e`, which installs the pinned grpcurl")
 	}
-	dataset, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "data", "flowers17"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := os.Getenv("FLOWERD_DATA"); d != "" {
-		dataset = d
-	}
-	if _, err := os.Stat(dataset); err != nil {
-		t.Skipf("Oxford 17 Flowers not found at %s: %v", dataset, err)
-	}
+	dataset := datasettest.Dir(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "flowerd")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
