@@ -600,36 +600,33 @@ func (s *Server) CancelJob(ctx context.Context, req *flowerdpb.CancelJobRequest)
 	return &flowerdpb.CancelJobResponse{Job: j.toPB()}, nil
 }
 
+// jobStates pairs the API's job states with the store's.
+var jobStates = []struct {
+	pb    flowerdpb.JobState
+	store checkpoints.JobState
+}{
+	{flowerdpb.JobState_JOB_STATE_QUEUED, checkpoints.JobQueued},
+	{flowerdpb.JobState_JOB_STATE_RUNNING, checkpoints.JobRunning},
+	{flowerdpb.JobState_JOB_STATE_COMPLETED, checkpoints.JobCompleted},
+	{flowerdpb.JobState_JOB_STATE_CANCELLED, checkpoints.JobCancelled},
+	{flowerdpb.JobState_JOB_STATE_FAILED, checkpoints.JobFailed},
+	{flowerdpb.JobState_JOB_STATE_INTERRUPTED, checkpoints.JobInterrupted},
+}
+
 func storeState(st flowerdpb.JobState) checkpoints.JobState {
-	switch st {
-	case flowerdpb.JobState_JOB_STATE_QUEUED:
-		return checkpoints.JobQueued
-	case flowerdpb.JobState_JOB_STATE_RUNNING:
-		return checkpoints.JobRunning
-	case flowerdpb.JobState_JOB_STATE_COMPLETED:
-		return checkpoints.JobCompleted
-	case flowerdpb.JobState_JOB_STATE_CANCELLED:
-		return checkpoints.JobCancelled
-	case flowerdpb.JobState_JOB_STATE_INTERRUPTED:
-		return checkpoints.JobInterrupted
+	for _, s := range jobStates {
+		if s.pb == st {
+			return s.store
+		}
 	}
 	return checkpoints.JobFailed
 }
 
 func pbState(st checkpoints.JobState) flowerdpb.JobState {
-	switch st {
-	case checkpoints.JobQueued:
-		return flowerdpb.JobState_JOB_STATE_QUEUED
-	case checkpoints.JobRunning:
-		return flowerdpb.JobState_JOB_STATE_RUNNING
-	case checkpoints.JobCompleted:
-		return flowerdpb.JobState_JOB_STATE_COMPLETED
-	case checkpoints.JobCancelled:
-		return flowerdpb.JobState_JOB_STATE_CANCELLED
-	case checkpoints.JobInterrupted:
-		return flowerdpb.JobState_JOB_STATE_INTERRUPTED
-	case checkpoints.JobFailed:
-		return flowerdpb.JobState_JOB_STATE_FAILED
+	for _, s := range jobStates {
+		if s.store == st {
+			return s.pb
+		}
 	}
 	return flowerdpb.JobState_JOB_STATE_UNSPECIFIED
 }
