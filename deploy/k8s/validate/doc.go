@@ -1,0 +1,21 @@
+// Package validate checks the Kubernetes manifests in deploy/k8s, offline.
+//
+// It has tests only. They render every kustomization (base and the
+// overlays) with the kustomize library, then check each object three ways:
+// against the OpenAPI v3 schema of the pinned Kubernetes release (unknown
+// fields, missing required fields, wrong types), by strict decoding into the
+// k8s.io/api types (unknown or duplicate fields, malformed quantities), and
+// against what flowerd needs (one replica, gRPC probes on the server's port,
+// only environment variables cmd/flowerd reads, a grace period longer than
+// its shutdown timeout, the GPU overlay's device request).
+//
+// The schemas come from the k8s.io/kubernetes module (api/openapi-spec/v3),
+// fetched by `go mod download` from the Go module proxy and checked against
+// a pinned hash: nothing but the Go module proxy is needed.
+//
+//	cd deploy/k8s/validate && go test ./...
+//	go test ./... -args -render /tmp/k8s   # also write the rendered YAML
+//
+// It is its own Go module so that the server's go.mod does not carry
+// kustomize and the Kubernetes API types.
+package validate
