@@ -24,7 +24,7 @@ RACE_PKGS := ./model/dataset/ ./checkpoints/ ./cmd/flowerd/
 
 export FLOWERD_DATA ?= $(DATA)
 
-.PHONY: all build run test test-short e2e race bench bench-load lint vet fmt proto clean
+.PHONY: all build run test test-short e2e race bench bench-load deploy-validate lint vet fmt proto clean
 
 all: lint test
 
@@ -53,10 +53,12 @@ $(TOOLS)/ghz:
 	GOBIN=$(TOOLS) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 ## test: vet, the whole suite (with the end-to-end test of the binary driven by
-## grpcurl), and the race detector on the packages it applies to.
+## grpcurl), the race detector on the packages it applies to, and the
+## Kubernetes manifests' validation.
 test: vet $(TOOLS)/grpcurl
 	GRPCURL=$(TOOLS)/grpcurl $(GO) test -p 1 -count=1 -timeout 25m $(PKGS)
 	$(GO) test -count=1 -race -short -timeout 10m $(RACE_PKGS)
+	$(MAKE) deploy-validate
 
 ## e2e: build the binary, start it, drive it with grpcurl, stop it with SIGTERM.
 e2e: $(TOOLS)/grpcurl
@@ -74,6 +76,11 @@ bench:
 ## bench-load: Classify at 1, 4 and 16 concurrent clients (ghz), batching on and off.
 bench-load: build $(TOOLS)/ghz
 	GHZ=$(TOOLS)/ghz BIN=bin/flowerd deploy/bench-load.sh
+
+## deploy-validate: render deploy/k8s (kustomize) and validate every object offline
+## against the Kubernetes schemas and what flowerd needs (its own Go module).
+deploy-validate:
+	cd deploy/k8s/validate && $(GO) test -count=1 ./...
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
