@@ -223,6 +223,7 @@ func (s *Server) Start() {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		begin := time.Now()
 		for _, name := range s.order {
 			if s.ctx.Err() != nil {
 				return
@@ -239,6 +240,7 @@ func (s *Server) Start() {
 		}
 		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 		s.health.SetServingStatus(flowerdpb.FlowerdService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		s.log.Info("all variants loaded", "variants", len(s.order), "took", time.Since(begin).Round(time.Millisecond))
 	}()
 }
 
