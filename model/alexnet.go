@@ -35,7 +35,8 @@ const (
 	tuningCustomGrad = 1 << iota
 	tuningSpaceToDepth
 	tuningWinograd
-	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd
+	tuningWinograd5
+	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -88,6 +89,7 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 			customGrad:   training && bits&tuningCustomGrad != 0,
 			spaceToDepth: bits&tuningSpaceToDepth != 0,
 			winograd:     bits&tuningWinograd != 0,
+			winograd5:    bits&tuningWinograd5 != 0,
 		}
 	}
 

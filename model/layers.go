@@ -82,9 +82,9 @@ type tuning struct {
 	// spaceToDepth: a strided im2col convolution runs as a stride-1 one on
 	// the input rearranged space-to-depth, see conv2D.
 	spaceToDepth bool
-	// winograd: 3x3 stride-1 convolutions use Winograd's F(2x2, 3x3), see
-	// winogradConv3.
-	winograd bool
+	// winograd, winograd5: 3x3 (5x5) stride-1 convolutions use Winograd's
+	// F(2x2, 3x3) (F(2x2, 5x5)), see winogradConv.
+	winograd, winograd5 bool
 }
 
 // conv2D is a 'SAME'-padded 2-D convolution of an NHWC input with an HWIO
@@ -100,10 +100,11 @@ func conv2D(x, kernel *Node, stride int, impl string, t tuning) *Node {
 		return Convolve(x, kernel).StridePerAxis(stride, stride).
 			PaddingPerDim([][2]int{{ph0, ph1}, {pw0, pw1}}).Done()
 	}
-	// Winograd pays once there are enough tiles to fill the matmuls (model1's
-	// 15x15 maps at batch 1: 64 tiles, 1.2x faster for the layer); on model2's
-	// 7x7 maps at batch 1 (16 tiles) its extra ops cost more than they save.
-	if stride == 1 && kh == kw && (kh == 3 || kh == 5) && t.winograd && dims[0]*((h+1)/2)*((w+1)/2) >= 64 {
+	// Winograd pays once there are enough tiles to fill its matmuls. Layer
+	// timings at batch 1: 3x3 on 15x15 (64 tiles) 1.2x faster, on 7x7 (16)
+	// slower; 5x5 on 29x29 (225 tiles) 1.25x faster, on 19x19 (100) 0.6x.
+	wino := (kh == 3 && t.winograd) || (kh == 5 && t.winograd5)
+	if minTiles := winogradMinTiles[kh]; wino && stride == 1 && kh == kw && dims[0]*((h+1)/2)*((w+1)/2) >= minTiles {
 		return winogradConv(x, kernel, t.customGrad)
 	}
 	if stride == 1 || !t.spaceToDepth {
@@ -204,8 +205,13 @@ func winogradTransforms(m, r int, points []float64) (at, g, bt [][]float64) {
 	return at, g, bt
 }
 
-// winogradPoints are the interpolation points of F(2, r) per kernel side r.
-var winogradPoints = map[int][]float64{3: {0, 1, -1}, 5: {0, 1, -1, 2, -2}}
+// winogradPoints are the interpolation points of F(2, r) per kernel side r,
+// and winogradMinTiles the number of 2x2 output tiles from which conv2D uses
+// it (see there).
+var (
+	winogradPoints   = map[int][]float64{3: {0, 1, -1}, 5: {0, 1, -1, 2, -2}}
+	winogradMinTiles = map[int]int{3: 64, 5: 200}
+)
 
 // kron is the Kronecker product m⊗m.
 func kron(m [][]float64) [][]float64 {
