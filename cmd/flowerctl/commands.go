@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -22,12 +23,15 @@ var commands = []command{
 	{"jobs", "jobs", "list training jobs, newest first", parseJobs},
 	{"cancel", "cancel ID...", "cancel queued or running jobs", parseCancel},
 	{"evaluate", "evaluate", "measure variants on the val or test split", parseEvaluate},
-	{"history", "history", "per-epoch metrics of a variant's runs (-csv for CSV)", parseHistory},
+	{"history", "history", "per-epoch metrics of a variant's runs (-csv for CSV; -plot out.png draws Figure 2)", parseHistory},
 	{"compare", "compare", "what each variant costs and buys", parseCompare},
 	{"models", "models", "the served variants and their versions", parseModels},
-	{"serve-version", "serve-version", "pin the version a variant serves (-version N), or -unpin", parseServeVersion},
+	{"pin", "pin", "pin the version a variant serves (-version N), or -unpin (alias: serve-version)", parsePin},
 	{"feedback", "feedback FILE", "store a labelled image for fine-tuning (-label)", parseFeedback},
 }
+
+// aliases are other names of commands: the old name of pin.
+var aliases = map[string]string{"serve-version": "pin"}
 
 // printJSON writes messages as protojson, one value after the other (jq
 // reads such a stream).
@@ -262,37 +266,73 @@ func (c *evaluateCmd) run(ctx context.Context, e *env) error {
 
 // history
 
+// historyCmd prints a variant's runs and, with plot, draws them as the
+// study's Figure 2. With -plot and no variant (or "all") it takes the newest
+// run of every variant the server has: one line per variant, the study's
+// figure. With -plot and one variant, each run the request returns (the
+// newest 10 unless -runs or -run say otherwise) is a line labelled by its
+// run id, to compare runs of one variant.
 type historyCmd struct {
-	req *flowerdpb.GetHistoryRequest
-	csv bool
+	req  *flowerdpb.GetHistoryRequest
+	csv  bool
+	plot string // PNG file to write; "" draws nothing
 }
+
+// allVariants reports whether c takes each variant's newest run.
+func (c *historyCmd) allVariants() bool { return c.req.GetVariant() == "" }
 
 func parseHistory(fs *flag.FlagSet) func([]string) (runner, error) {
 	c := &historyCmd{req: &flowerdpb.GetHistoryRequest{}}
 	var runs int
-	fs.StringVar(&c.req.Variant, "variant", "", "variant (required)")
+	fs.StringVar(&c.req.Variant, "variant", "", `variant (required without -plot); with -plot, "all" or none: each variant's newest run`)
 	fs.StringVar(&c.req.RunId, "run", "", "only this run")
 	fs.IntVar(&runs, "runs", 0, "newest runs to show; 0: the server's default (10)")
 	fs.BoolVar(&c.csv, "csv", false, "print CSV, one row per epoch")
+	fs.StringVar(&c.plot, "plot", "", fmt.Sprintf("also draw Figure 2 (loss, accuracy, val loss, val accuracy against epoch) to this PNG file, %dx%d pixels", figurePixelsX, figurePixelsY))
 	return func(args []string) (runner, error) {
 		if err := noArgs("history", args); err != nil {
 			return nil, err
-		}
-		if c.req.Variant == "" || c.req.Variant == clients.AllVariants {
-			return nil, usagef("history: name one variant with -variant")
 		}
 		if runs < 0 {
 			return nil, usagef("history: -runs %d: want 0 or more", runs)
 		}
 		c.req.MaxRuns = int32(runs)
+		if c.req.Variant == clients.AllVariants {
+			c.req.Variant = ""
+		}
+		if c.allVariants() {
+			if c.plot == "" {
+				return nil, usagef("history: name one variant with -variant (all variants only with -plot)")
+			}
+			if c.req.RunId != "" || runs != 0 {
+				return nil, usagef("history: -run and -runs need one variant; -plot without one takes each variant's newest run")
+			}
+		}
 		return c, nil
 	}
 }
 
 func (c *historyCmd) run(ctx context.Context, e *env) error {
-	runs, err := e.c.History(ctx, c.req)
+	var runs []*flowerdpb.Run
+	var series []historySeries
+	var err error
+	if c.allVariants() {
+		runs, series, err = newestRuns(ctx, e.c)
+	} else {
+		runs, err = e.c.History(ctx, c.req)
+		series = runSeries(runs, func(r *flowerdpb.Run) string { return r.GetVariant() + " run " + r.GetRunId() })
+	}
 	if err != nil {
 		return err
+	}
+	if c.plot != "" {
+		var buf bytes.Buffer
+		if err := plotFigure2(&buf, series); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
+		if err := os.WriteFile(c.plot, buf.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
 	}
 	switch {
 	case e.json:
@@ -300,7 +340,38 @@ func (c *historyCmd) run(ctx context.Context, e *env) error {
 	case c.csv:
 		return writeHistoryCSV(e.out, runs)
 	}
-	return writeHistory(e.out, runs)
+	if err := writeHistory(e.out, runs); err != nil {
+		return err
+	}
+	if c.plot != "" {
+		_, err = fmt.Fprintf(e.out, "\nwrote Figure 2, %d lines, %dx%d pixels, to %s\n", len(series), figurePixelsX, figurePixelsY, c.plot)
+	}
+	return err
+}
+
+// newestRuns fetches the newest run of every variant the server lists, in
+// its order, and one series per variant labelled by the variant's name (a
+// variant without runs is a series without epochs).
+func newestRuns(ctx context.Context, c *clients.Client) ([]*flowerdpb.Run, []historySeries, error) {
+	models, err := c.Models(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var runs []*flowerdpb.Run
+	var series []historySeries
+	for _, m := range models.GetModels() {
+		rs, err := c.History(ctx, &flowerdpb.GetHistoryRequest{Variant: m.GetName(), MaxRuns: 1})
+		if err != nil {
+			return nil, nil, err
+		}
+		s := historySeries{label: m.GetName()}
+		if len(rs) > 0 {
+			runs = append(runs, rs[0])
+			s.epochs = rs[0].GetEpochs()
+		}
+		series = append(series, s)
+	}
+	return runs, series, nil
 }
 
 // compare
@@ -341,37 +412,37 @@ func (modelsCmd) run(ctx context.Context, e *env) error {
 	return writeModels(e.out, resp)
 }
 
-// serve-version
+// pin
 
-type serveVersionCmd struct {
+type pinCmd struct {
 	variant string
 	version int64
 	unpin   bool
 }
 
-func parseServeVersion(fs *flag.FlagSet) func([]string) (runner, error) {
-	c := &serveVersionCmd{}
+func parsePin(fs *flag.FlagSet) func([]string) (runner, error) {
+	c := &pinCmd{}
 	fs.StringVar(&c.variant, "variant", "", "variant (required)")
 	fs.Int64Var(&c.version, "version", 0, "checkpoint version to pin (flowerctl models lists them)")
 	fs.BoolVar(&c.unpin, "unpin", false, "serve the latest version again")
 	return func(args []string) (runner, error) {
-		if err := noArgs("serve-version", args); err != nil {
+		if err := noArgs("pin", args); err != nil {
 			return nil, err
 		}
 		if c.variant == "" || c.variant == clients.AllVariants {
-			return nil, usagef("serve-version: name one variant with -variant")
+			return nil, usagef("pin: name one variant with -variant")
 		}
 		if c.unpin == (c.version != 0) {
-			return nil, usagef("serve-version: give either -version N (N > 0) or -unpin")
+			return nil, usagef("pin: give either -version N (N > 0) or -unpin")
 		}
 		if c.version < 0 {
-			return nil, usagef("serve-version: -version %d: want a stored version, above 0", c.version)
+			return nil, usagef("pin: -version %d: want a stored version, above 0", c.version)
 		}
 		return c, nil
 	}
 }
 
-func (c *serveVersionCmd) run(ctx context.Context, e *env) error {
+func (c *pinCmd) run(ctx context.Context, e *env) error {
 	var m *flowerdpb.Model
 	var err error
 	if c.unpin {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,11 +130,38 @@ func TestCommands(t *testing.T) {
 		t.Errorf("history -csv = %q, %v; want a header and 3 epochs of model2", recs, err)
 	}
 
+	// Figure 2: the runs of one variant, then the newest run of every variant.
+	for _, args := range [][]string{{"-variant", "model2"}, {}, {"-variant", "all", "-json"}} {
+		png := filepath.Join(t.TempDir(), "figure2.png")
+		args = append([]string{"history", "-plot", png}, args...)
+		out := ok(t, args...)
+		if !slices.Contains(args, "-json") {
+			contains(t, strings.Join(args, " "), out, "wrote Figure 2, ", "1600x1200 pixels", "EPOCH  LOSS")
+		}
+		data, err := os.ReadFile(png)
+		if err != nil {
+			t.Fatalf("flowerctl %q: %v", args, err)
+		}
+		checkFigure(t, strings.Join(args, " "), data)
+	}
+	contains(t, "history -plot -variant model2", ok(t, "history", "-plot", filepath.Join(t.TempDir(), "f.png"), "-variant", "model2"), "2 lines")
+	contains(t, "history -plot", ok(t, "history", "-plot", filepath.Join(t.TempDir(), "f.png")), "1 lines")
+	_, errs, code = run(t, false, "history", "-plot", filepath.Join(t.TempDir(), "no", "such", "dir.png"))
+	if code != 1 || !strings.Contains(errs, "flowerctl: history: ") {
+		t.Errorf("history -plot into a missing folder exited %d with %q; want 1 and the error", code, errs)
+	}
+
 	contains(t, "evaluate", ok(t, "evaluate", "-variant", "model2", "-split", "test", "-per-class"), "model2   3        test   17 ", "CLASS", "sunflower")
 	contains(t, "compare", ok(t, "compare"), "model2   3,3,3    dropout")
 
-	contains(t, "serve-version", ok(t, "serve-version", "-variant", "model2", "-version", "1"), " 1       yes")
-	contains(t, "serve-version -unpin", ok(t, "serve-version", "-variant", "model2", "-unpin"), " 3       no")
+	contains(t, "pin", ok(t, "pin", "-variant", "model2", "-version", "1"), " 1       yes")
+	contains(t, "pin -unpin", ok(t, "pin", "-variant", "model2", "-unpin"), " 3       no")
+	contains(t, "serve-version", ok(t, "serve-version", "-variant", "model2", "-version", "2"), " 2       yes")
+	_, errs, code = run(t, false, "pin", "-variant", "model2", "-version", "99")
+	if code != 1 || !strings.Contains(errs, "flowerctl: ") {
+		t.Errorf("pin -version 99 exited %d with %q; want 1 and the server's error", code, errs)
+	}
+	contains(t, "pin -unpin", ok(t, "pin", "-variant", "model2", "-unpin"), " 3       no")
 
 	var resp flowerdpb.ListModelsResponse
 	if err := protojson.Unmarshal([]byte(ok(t, "-json", "models")), &resp); err != nil || resp.GetModels()[0].GetServedVersion() != 3 {

@@ -1,5 +1,6 @@
 // Command flowerctl is the command-line client of flowerd: classify images,
-// train and watch, list jobs and models, evaluate, compare the variants,
+// train and watch, list jobs and models, evaluate, show and plot the
+// training history (the study's Figure 2), compare the variants,
 // pin a served version, send feedback.
 //
 //	flowerctl [-addr host:port] [-timeout d] [-json] COMMAND [flags] [args]
@@ -130,6 +131,9 @@ func (a *app) parse(args []string) (globals, runner, error) {
 		return g, nil, usagef("no command")
 	}
 	name := fs.Arg(0)
+	if n, ok := aliases[name]; ok {
+		name = n
+	}
 	var cmd *command
 	for i := range commands {
 		if commands[i].name == name {

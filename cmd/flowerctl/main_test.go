@@ -56,10 +56,19 @@ func TestParse(t *testing.T) {
 			&evaluateCmd{req: &flowerdpb.EvaluateRequest{Variant: "all", Split: flowerdpb.Split_SPLIT_VAL}}},
 		{[]string{"history", "-variant", "model2", "-csv", "-runs", "3"}, nil, globals{addr: "localhost:50051"},
 			&historyCmd{csv: true, req: &flowerdpb.GetHistoryRequest{Variant: "model2", MaxRuns: 3}}},
-		{[]string{"serve-version", "-variant", "model2", "-version", "3"}, nil, globals{addr: "localhost:50051"},
-			&serveVersionCmd{variant: "model2", version: 3}},
+		{[]string{"history", "-variant", "model2", "-plot", "f.png"}, nil, globals{addr: "localhost:50051"},
+			&historyCmd{plot: "f.png", req: &flowerdpb.GetHistoryRequest{Variant: "model2"}}},
+		{[]string{"history", "-plot", "f.png"}, nil, globals{addr: "localhost:50051"},
+			&historyCmd{plot: "f.png", req: &flowerdpb.GetHistoryRequest{}}},
+		{[]string{"history", "-variant", "all", "-plot", "f.png", "-json"}, nil, globals{addr: "localhost:50051", json: true},
+			&historyCmd{plot: "f.png", req: &flowerdpb.GetHistoryRequest{}}},
+		{[]string{"pin", "-variant", "model2", "-version", "3"}, nil, globals{addr: "localhost:50051"},
+			&pinCmd{variant: "model2", version: 3}},
+		{[]string{"pin", "-variant", "model2", "-unpin"}, nil, globals{addr: "localhost:50051"},
+			&pinCmd{variant: "model2", unpin: true}},
+		// serve-version is pin's old name.
 		{[]string{"serve-version", "-variant", "model2", "-unpin"}, nil, globals{addr: "localhost:50051"},
-			&serveVersionCmd{variant: "model2", unpin: true}},
+			&pinCmd{variant: "model2", unpin: true}},
 		{[]string{"feedback", "-label", "tulip", "t.jpg"}, nil, globals{addr: "localhost:50051"},
 			&feedbackCmd{label: "tulip", file: "t.jpg"}},
 	}
@@ -90,7 +99,7 @@ func runnersEqual(a, b runner) bool {
 		return ok && x.perClass == y.perClass && proto.Equal(x.req, y.req)
 	case *historyCmd:
 		y, ok := b.(*historyCmd)
-		return ok && x.csv == y.csv && proto.Equal(x.req, y.req)
+		return ok && x.csv == y.csv && x.plot == y.plot && proto.Equal(x.req, y.req)
 	}
 	return reflect.DeepEqual(a, b)
 }
@@ -102,7 +111,7 @@ func describe(r runner) string {
 	case *evaluateCmd:
 		return fmt.Sprintf("evaluate{per-class %v, %v}", x.perClass, x.req)
 	case *historyCmd:
-		return fmt.Sprintf("history{csv %v, %v}", x.csv, x.req)
+		return fmt.Sprintf("history{csv %v, plot %q, %v}", x.csv, x.plot, x.req)
 	}
 	return fmt.Sprintf("%#v", r)
 }
@@ -128,9 +137,14 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"evaluate", "-version", "-1"}, "-version -1"},
 		{[]string{"history"}, "-variant"},
 		{[]string{"history", "-variant", "all"}, "-variant"},
+		{[]string{"history", "-plot", "f.png", "-run", "r1"}, "need one variant"},
+		{[]string{"history", "-variant", "all", "-plot", "f.png", "-runs", "2"}, "need one variant"},
+		{[]string{"pin", "-variant", "model2"}, "pin: give either -version N"},
+		{[]string{"pin", "-variant", "model2", "-version", "2", "-unpin"}, "either -version N"},
+		{[]string{"pin", "-variant", "model2", "-version", "-2"}, "-version -2"},
+		{[]string{"pin", "-version", "2"}, "-variant"},
+		{[]string{"pin", "-variant", "all", "-unpin"}, "-variant"},
 		{[]string{"serve-version", "-variant", "model2"}, "either -version N"},
-		{[]string{"serve-version", "-variant", "model2", "-version", "2", "-unpin"}, "either -version N"},
-		{[]string{"serve-version", "-version", "2"}, "-variant"},
 		{[]string{"feedback", "t.jpg"}, "-label"},
 		{[]string{"feedback", "-label", "tulip"}, "one JPEG or PNG"},
 		{[]string{"feedback", "-label", "tulip", "a.jpg", "b.jpg"}, "one JPEG or PNG"},
