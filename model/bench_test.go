@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +16,9 @@ import (
 // BenchmarkVariants measures, for every variant at full size on the backend
 // named by $GOMLX_BACKEND (default go): classify latency at batch 1,
 // inference throughput at batch 16 and training throughput at batch 32, with
-// the GFLOP/s each achieves. Run it with `make bench`.
+// the effective GFLOP/s each achieves (the network's direct-convolution
+// FLOPs per second: Winograd does fewer, so it is not the kernel's rate) and
+// the peak resident memory so far. Run it with `make bench`.
 func BenchmarkVariants(b *testing.B) {
 	backend, err := NewBackend("")
 	if err != nil {
@@ -96,6 +101,28 @@ func report(b *testing.B, elapsed time.Duration, batch int, flopsPerImage float6
 	b.ReportMetric(images/sec, "img/s")
 	b.ReportMetric(flopsPerImage*images/sec/1e9, "GFLOP/s")
 	b.ReportMetric(sec/float64(b.N)*1e3, "ms/batch")
+	if mb := peakRSSMiB(); mb > 0 {
+		b.ReportMetric(mb, "peak-RSS-MiB")
+	}
+}
+
+// peakRSSMiB is the process's peak resident memory so far (VmHWM), 0 where
+// /proc is not available. It only grows, so read it per variant in the order
+// make bench runs them (variants are built one after the other).
+func peakRSSMiB() float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			if err == nil {
+				return kb / 1024
+			}
+		}
+	}
+	return 0
 }
 
 func TestFLOPs(t *testing.T) {
