@@ -28,6 +28,7 @@ var commands = []command{
 	{"models", "models", "the served variants and their versions", parseModels},
 	{"pin", "pin", "pin the version a variant serves (-version N), or -unpin (alias: serve-version)", parsePin},
 	{"feedback", "feedback FILE", "store a labelled image for fine-tuning (-label)", parseFeedback},
+	{"study", "study", studyHelp, parseStudy},
 }
 
 // aliases are other names of commands: the old name of pin.

@@ -1,7 +1,8 @@
 // Command flowerctl is the command-line client of flowerd: classify images,
 // train and watch, list jobs and models, evaluate, show and plot the
 // training history (the study's Figure 2), compare the variants,
-// pin a served version, send feedback.
+// pin a served version, send feedback, and run the whole study (train
+// every variant, evaluate it on the test split, write the report).
 //
 //	flowerctl [-addr host:port] [-timeout d] [-json] COMMAND [flags] [args]
 //
@@ -103,7 +104,8 @@ func (a *app) usage(w io.Writer) {
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-17s %s\n", c.synopsis, c.help)
+		short, _, _ := strings.Cut(c.help, "\n") // a long help's first line sums it up
+		fmt.Fprintf(w, "  %-17s %s\n", c.synopsis, short)
 	}
 	fmt.Fprint(w, `
 Global flags (before or after the command):
