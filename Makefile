@@ -24,7 +24,7 @@ RACE_PKGS := ./model/dataset/ ./checkpoints/ ./cmd/flowerd/ ./clients/ ./cmd/flo
 
 export FLOWERD_DATA ?= $(DATA)
 
-.PHONY: all build run test test-short e2e race bench bench-load deploy-validate lint vet fmt proto clean
+.PHONY: all build run test test-short e2e race bench bench-load deploy-validate study lint vet fmt proto clean
 
 all: lint test
 
@@ -76,6 +76,18 @@ bench:
 ## bench-load: Classify at 1, 4 and 16 concurrent clients (ghz), batching on and off.
 bench-load: build $(TOOLS)/ghz
 	GHZ=$(TOOLS)/ghz BIN=bin/flowerd deploy/bench-load.sh
+
+STUDY_EPOCHS   ?= 100
+STUDY_PATIENCE ?= 10
+STUDY_SEED     ?= 1
+STUDY_FLAGS    ?=
+
+## study: train the five variants through a running server (`make run` in another
+## terminal, or FLOWERD_ADDR), evaluate them on the test split, and write
+## docs/study/README.md and figure2.png. STUDY_FLAGS=-skip-train regenerates the
+## report from the store; STUDY_FLAGS=-from-scratch=false resumes an interrupted study.
+study: build
+	bin/flowerctl study -epochs $(STUDY_EPOCHS) -patience $(STUDY_PATIENCE) -seed $(STUDY_SEED) -out docs/study $(STUDY_FLAGS)
 
 ## deploy-validate: render deploy/k8s (kustomize) and validate every object offline
 ## against the Kubernetes schemas and what flowerd needs (its own Go module).
