@@ -54,24 +54,30 @@ type watched struct {
 	err error
 }
 
-// watchJobs follows jobs until they all end. On a terminal it keeps one
-// line per job and redraws them in place (\r, and the cursor moved up for
-// several jobs); otherwise it prints a line per epoch and one at the end.
-// A job that does not complete makes it return an error.
-func watchJobs(ctx context.Context, e *env, jobs []*flowerdpb.Job) error {
+// watchAll streams every job's events into one channel; each job's stream
+// ends with a watched{i: i} marker. Its goroutines always send, never give
+// up: the caller must read until every job's marker has come.
+func watchAll(ctx context.Context, e *env, jobs []*flowerdpb.Job) <-chan watched {
 	events := make(chan watched)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	for i, j := range jobs {
 		go func() {
-			// Always send, never give up: the loop below reads until every
-			// job's stream is over.
 			for ev, err := range e.c.Watch(ctx, j.GetId()) {
 				events <- watched{i, ev, err}
 			}
 			events <- watched{i: i}
 		}()
 	}
+	return events
+}
+
+// watchJobs follows jobs until they all end. On a terminal it keeps one
+// line per job and redraws them in place (\r, and the cursor moved up for
+// several jobs); otherwise it prints a line per epoch and one at the end.
+// A job that does not complete makes it return an error.
+func watchJobs(ctx context.Context, e *env, jobs []*flowerdpb.Job) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := watchAll(ctx, e, jobs)
 	p := &progress{w: e.out, tty: e.tty, json: e.json, lines: make([]string, len(jobs))}
 	last := make([]*flowerdpb.Job, len(jobs))
 	for i, j := range jobs {

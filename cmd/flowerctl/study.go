@@ -242,17 +242,9 @@ func stopReason(vals []float64, patience, epochs int) string {
 // cancelled so is not an error; one that ends otherwise short of COMPLETED
 // is.
 func (c *studyCmd) watch(ctx context.Context, e *env, jobs []*flowerdpb.Job, prior [][]float64) error {
-	events := make(chan watched)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for i, j := range jobs {
-		go func() {
-			for ev, err := range e.c.Watch(ctx, j.GetId()) {
-				events <- watched{i, ev, err}
-			}
-			events <- watched{i: i}
-		}()
-	}
+	events := watchAll(ctx, e, jobs)
 	p := &progress{w: e.out, tty: e.tty, json: e.json, lines: make([]string, len(jobs))}
 	last := make([]*flowerdpb.Job, len(jobs))
 	vals := make([][]float64, len(jobs))
