@@ -586,18 +586,20 @@ func (b badgerLogger) Debugf(f string, a ...any)   { b.log(slog.LevelDebug-4, f,
 //	job/<id>                        job record (JSON)
 //	fb/<id:8>                       feedback example (binary)
 //	fbn, fbu                        feedback sequence and usage (count, bytes)
+//	ev/<variant>/<split>/<version:8> evaluation of a version on a split (JSON)
 //	gc/flush                        scratch key for RunGC
 const (
-	pNext     = "ck/n/"
-	pManifest = "ck/m/"
-	pChunk    = "ck/c/"
-	pServe    = "sv/"
-	pRun      = "run/"
-	pRunIdx   = "ri/"
-	pRunAll   = "ra/"
-	pEpoch    = "ep/"
-	pJob      = "job/"
-	pFeedback = "fb/"
+	pNext       = "ck/n/"
+	pManifest   = "ck/m/"
+	pChunk      = "ck/c/"
+	pServe      = "sv/"
+	pRun        = "run/"
+	pRunIdx     = "ri/"
+	pRunAll     = "ra/"
+	pEpoch      = "ep/"
+	pJob        = "job/"
+	pFeedback   = "fb/"
+	pEvaluation = "ev/"
 )
 
 var (

@@ -264,10 +264,10 @@ func (s *Server) evaluate(ctx context.Context, req *flowerdpb.EvaluateRequest) (
 		if err != nil {
 			return nil, fmt.Errorf("evaluate %s: %w", v.cfg.Name, err)
 		}
-		if split == dataset.Test && ev.Version == m.Served().Version() {
-			s.testMu.Lock()
-			s.tests[v.cfg.Name] = testResult{version: ev.Version, top1: ev.Top1}
-			s.testMu.Unlock()
+		// Recorded, so CompareVariants can report it after a restart too.
+		if err := s.store.AddEvaluation(checkpoints.Evaluation{Variant: v.cfg.Name, Version: uint64(ev.Version),
+			Split: split.String(), Examples: ev.Examples, Loss: ev.Loss, Top1: ev.Top1, Top5: ev.Top5}); err != nil {
+			return nil, fmt.Errorf("record evaluation: %w", err)
 		}
 		resp.Evaluations = append(resp.Evaluations, evaluationToPB(v.cfg.Name, req.GetSplit(), ev, m.Classes()))
 	}

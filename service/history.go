@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flowerd/flowerd/checkpoints"
+	"github.com/flowerd/flowerd/model/dataset"
 	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
 )
 
@@ -130,11 +131,14 @@ func (s *Server) compare(v *variant) (*flowerdpb.VariantComparison, error) {
 	if row.Epochs > 0 {
 		row.MeanEpochSeconds = row.TotalTrainSeconds / float64(row.Epochs)
 	}
-	s.testMu.Lock()
-	t, ok := s.tests[cfg.Name]
-	s.testMu.Unlock()
-	if ok && m != nil && t.version == m.Served().Version() {
-		row.HasTest, row.TestAccuracy = true, t.top1
+	if m != nil {
+		t, err := s.store.Evaluation(cfg.Name, dataset.Test.String(), uint64(m.Served().Version()))
+		switch {
+		case err == nil:
+			row.HasTest, row.TestAccuracy = true, t.Top1
+		case !errors.Is(err, checkpoints.ErrNotFound):
+			return nil, err
+		}
 	}
 	n, p50, p95, p99 := v.latency.percentiles()
 	row.ClassifySamples, row.ClassifyP50Ms, row.ClassifyP95Ms, row.ClassifyP99Ms = int32(n), p50, p95, p99

@@ -100,14 +100,6 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-
-	testMu sync.Mutex
-	tests  map[string]testResult // last test-split evaluation per variant
-}
-
-type testResult struct {
-	version int64
-	top1    float64
 }
 
 // variant is one served variant.
@@ -168,7 +160,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		opts: opts, log: opts.Logger, store: opts.Store, backend: opts.Backend,
-		variants: map[string]*variant{}, health: health.NewServer(), tests: map[string]testResult{},
+		variants: map[string]*variant{}, health: health.NewServer(),
 	}
 	for _, name := range opts.Variants {
 		cfg, err := model.LookupVariant(name)

@@ -579,7 +579,7 @@ func TestRestartWithInterruptedJob(t *testing.T) {
 	h.stop(t)
 
 	h = startServer(t, dir, []string{"model2"}, Options{})
-	defer h.stop(t)
+	defer func() { h.stop(t) }()
 	got, err := h.client.GetJob(ctx, &flowerdpb.GetJobRequest{JobId: id})
 	if err != nil {
 		t.Fatal(err)
@@ -594,6 +594,17 @@ func TestRestartWithInterruptedJob(t *testing.T) {
 	served := m.GetModel().GetServedVersion()
 	if served < 1 || !m.GetModel().GetTrained() {
 		t.Fatalf("model2 after restart serves version %d; want its checkpoint", served)
+	}
+	// A test-split evaluation of the served version is recorded in the
+	// store: CompareVariants still reports it after the next restart.
+	if _, err := h.client.Evaluate(ctx, &flowerdpb.EvaluateRequest{Variant: "model2", Split: flowerdpb.Split_SPLIT_TEST}); err != nil {
+		t.Fatal(err)
+	}
+	h.stop(t)
+	h = startServer(t, dir, []string{"model2"}, Options{})
+	cmp, err := h.client.CompareVariants(ctx, &flowerdpb.CompareVariantsRequest{})
+	if err != nil || !cmp.GetRows()[0].GetHasTest() {
+		t.Errorf("CompareVariants after a restart = %v, %v; want the recorded test accuracy", cmp, err)
 	}
 	resp, err = h.client.Train(ctx, &flowerdpb.TrainRequest{Variant: "model2", Epochs: 1, BatchSize: 8})
 	if err != nil {
