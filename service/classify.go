@@ -235,6 +235,9 @@ func (s *Server) evaluate(ctx context.Context, req *flowerdpb.EvaluateRequest) (
 	if req.GetVersion() > 0 && len(vs) != 1 {
 		return nil, fmt.Errorf("%w: a version needs one variant", errInvalid)
 	}
+	if err := s.checkDatasetDir(req.GetDatasetDir()); err != nil {
+		return nil, err
+	}
 	ds, err := s.dataset(ctx, req.GetDatasetDir())
 	if err != nil {
 		return nil, err

@@ -96,12 +96,8 @@ func (s *Server) train(ctx context.Context, req *flowerdpb.TrainRequest) (*flowe
 	if err != nil {
 		return nil, err
 	}
-	if dir := cfg.GetDatasetDir(); dir != "" {
-		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("%w: dataset_dir %q is not a directory on the server", errInvalid, dir)
-		}
-	} else if s.opts.DatasetDir == "" {
-		return nil, fmt.Errorf("%w: the server has no default dataset; start it with -dataset (FLOWERD_DATASET) or name dataset_dir", errNoDataset)
+	if err := s.checkDatasetDir(cfg.GetDatasetDir()); err != nil {
+		return nil, err
 	}
 	vs, err := s.lookup(cfg.GetVariant())
 	if err != nil {
@@ -121,6 +117,21 @@ func (s *Server) train(ctx context.Context, req *flowerdpb.TrainRequest) (*flowe
 		resp.Jobs = append(resp.Jobs, j.toPB())
 	}
 	return resp, nil
+}
+
+// checkDatasetDir checks a request's dataset_dir (or the server's default
+// when it is empty) before any work starts.
+func (s *Server) checkDatasetDir(dir string) error {
+	if dir == "" {
+		if s.opts.DatasetDir == "" {
+			return fmt.Errorf("%w: the server has no default dataset; start it with -dataset (FLOWERD_DATASET) or name dataset_dir", errNoDataset)
+		}
+		return nil
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%w: dataset_dir %q is not a directory on the server", errInvalid, dir)
+	}
+	return nil
 }
 
 // trainDefaults validates a request and fills in the study's defaults.

@@ -527,7 +527,7 @@ func (s *Server) dataset(ctx context.Context, dir string) (*dataset.Dataset, err
 			delete(s.datasets.byDir, dir)
 		}
 		s.datasets.mu.Unlock()
-		return nil, fmt.Errorf("load dataset %s: %w", dir, e.err)
+		return nil, e.err // names the directory and what is wrong with it
 	}
 	return e.ds, nil
 }

@@ -413,6 +413,10 @@ func TestService(t *testing.T) {
 				_, err := h.client.SetServingVersion(ctx, &flowerdpb.SetServingVersionRequest{Variant: "model2", Version: 99})
 				return err
 			}, codes.NotFound},
+			{"Evaluate missing dataset", func() error {
+				_, err := h.client.Evaluate(ctx, &flowerdpb.EvaluateRequest{Variant: "model2", DatasetDir: "/no/such/dir"})
+				return err
+			}, codes.InvalidArgument},
 			{"Evaluate unknown version", func() error {
 				_, err := h.client.Evaluate(ctx, &flowerdpb.EvaluateRequest{Variant: "model2", Version: 99})
 				return err

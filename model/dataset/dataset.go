@@ -138,7 +138,8 @@ func (o Options) withDefaults() (Options, error) {
 }
 
 // howToPoint tells the user how to point flowerd at the data.
-const howToPoint = "point the -data flag or the FLOWERD_DATA environment variable at a folder with one sub-folder of images per class"
+const howToPoint = "want a folder with one sub-folder of images per class (the server's -dataset flag or FLOWERD_DATASET; " +
+	"a request's dataset_dir; FLOWERD_DATA for the tests)"
 
 func (o Options) perClass() int { return o.TrainPerClass + o.ValPerClass + o.TestPerClass }
 

@@ -163,7 +163,7 @@ func TestLoadErrors(t *testing.T) {
 		parts []string // in the message
 	}{
 		{"dir unset", dataset.Options{}, dataset.ErrNoDir, []string{"FLOWERD_DATA"}},
-		{"dir missing", dataset.Options{Dir: "/nonexistent/flowers"}, dataset.ErrNoDir, []string{"/nonexistent/flowers", "does not exist", "FLOWERD_DATA", "-data"}},
+		{"dir missing", dataset.Options{Dir: "/nonexistent/flowers"}, dataset.ErrNoDir, []string{"/nonexistent/flowers", "does not exist", "FLOWERD_DATASET", "-dataset"}},
 		{"not a dir", dataset.Options{Dir: notDir}, dataset.ErrNoDir, []string{notDir, "not a directory"}},
 		{"no class folders", dataset.Options{Dir: noClasses}, dataset.ErrNoClasses, []string{noClasses}},
 		{"empty class", counts(dataset.Options{Dir: emptyClass}), dataset.ErrEmptyClass, []string{"empty"}},
