@@ -68,6 +68,10 @@ type Options struct {
 	// before it starts. Default 0: it takes the calls already waiting and
 	// goes, so a lone call never waits.
 	MaxWait time.Duration
+	// LoadParallelism is how many variants load at once at start-up.
+	// Default 2: building weights, reading checkpoints and warming up
+	// overlap well on two cores; more only adds memory.
+	LoadParallelism int
 	// LatencyWindow is the number of recent Classify latencies per variant
 	// behind CompareVariants' percentiles. Default 1024.
 	LatencyWindow int
@@ -152,6 +156,9 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxWait < 0 {
 		opts.MaxWait = 0
 	}
+	if opts.LoadParallelism <= 0 {
+		opts.LoadParallelism = 2
+	}
 	if opts.LatencyWindow <= 0 {
 		opts.LatencyWindow = DefaultLatencyWindow
 	}
@@ -207,28 +214,44 @@ func (s *Server) Register(gs *grpc.Server) {
 	healthpb.RegisterHealthServer(gs, s.health)
 }
 
-// Start loads the variants in the background, one after the other: each
-// gets its seeded initial weights, then its served checkpoint if the store
-// has one, and a warm-up pass. Health turns SERVING per variant as each is
+// Start loads the variants in the background, LoadParallelism at a time:
+// each gets its seeded initial weights, then its served checkpoint if the
+// store has one, and a warm-up pass. Health turns SERVING per variant as each is
 // ready, and overall once all are.
 func (s *Server) Start() {
+	names := make(chan string, len(s.order))
+	for _, name := range s.order {
+		names <- name
+	}
+	close(names)
+	var loaders sync.WaitGroup
+	begin := time.Now()
+	for range min(s.opts.LoadParallelism, len(s.order)) {
+		loaders.Add(1)
+		go func() {
+			defer loaders.Done()
+			for name := range names {
+				if s.ctx.Err() != nil {
+					return
+				}
+				v := s.variants[name]
+				start := time.Now()
+				if err := s.load(s.ctx, v); err != nil {
+					s.log.Error("load variant", "variant", name, "err", err)
+					v.setStatus(flowerdpb.ModelStatus_MODEL_STATUS_FAILED, err.Error())
+					continue
+				}
+				s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+				s.log.Info("variant ready", "variant", name, "took", time.Since(start).Round(time.Millisecond))
+			}
+		}()
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		begin := time.Now()
-		for _, name := range s.order {
-			if s.ctx.Err() != nil {
-				return
-			}
-			v := s.variants[name]
-			start := time.Now()
-			if err := s.load(s.ctx, v); err != nil {
-				s.log.Error("load variant", "variant", name, "err", err)
-				v.setStatus(flowerdpb.ModelStatus_MODEL_STATUS_FAILED, err.Error())
-				continue
-			}
-			s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-			s.log.Info("variant ready", "variant", name, "took", time.Since(start).Round(time.Millisecond))
+		loaders.Wait()
+		if s.ctx.Err() != nil {
+			return
 		}
 		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 		s.health.SetServingStatus(flowerdpb.FlowerdService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

@@ -43,6 +43,7 @@ type config struct {
 	maxRequestBytes int
 	maxJobs         int
 	batchMax        int
+	loadParallelism int
 	batchWait       time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
@@ -109,6 +110,11 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("FLOWERD_BATCH_MAX: %w", err)
 	}
 	fs.IntVar(&c.batchMax, "batch-max", batchMax, "most images one forward pass takes when concurrent Classify calls are merged; 1 turns batching off (FLOWERD_BATCH_MAX)")
+	loadPar, err := strconv.Atoi(env("FLOWERD_LOAD_PARALLELISM", "2"))
+	if err != nil {
+		return c, fmt.Errorf("FLOWERD_LOAD_PARALLELISM: %w", err)
+	}
+	fs.IntVar(&c.loadParallelism, "load-parallelism", loadPar, "variants loaded at once at start-up (FLOWERD_LOAD_PARALLELISM)")
 	batchWait, err := time.ParseDuration(env("FLOWERD_BATCH_WAIT", "0s"))
 	if err != nil {
 		return c, fmt.Errorf("FLOWERD_BATCH_WAIT: %w", err)
@@ -201,7 +207,7 @@ func run(c config) error {
 		Backend: backend, Store: store, DatasetDir: c.dataset, Variants: strings.Split(c.variants, ","),
 		Dataset:         dataset.Options{TrainPerClass: c.split[0], ValPerClass: c.split[1], TestPerClass: c.split[2]},
 		MaxRequestBytes: c.maxRequestBytes, MaxConcurrentJobs: c.maxJobs, Logger: log,
-		MaxBatch: c.batchMax, MaxWait: c.batchWait,
+		MaxBatch: c.batchMax, MaxWait: c.batchWait, LoadParallelism: c.loadParallelism,
 	})
 	if err != nil {
 		return err
