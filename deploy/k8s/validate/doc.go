@@ -9,6 +9,15 @@
 // only environment variables cmd/flowerd reads, a grace period longer than
 // its shutdown timeout, the GPU overlay's device request).
 //
+// It also checks deploy/docker-compose.yml (compose_test.go): YAML without
+// duplicate keys, only Compose's keys, the services flowerd, jaeger and
+// train-all, build contexts and Dockerfiles that exist, dependencies that
+// resolve (one waited on until healthy has a HEALTHCHECK), only variables
+// cmd/flowerd reads, the store and dataset mounted where the image's
+// environment says, and a training job that calls an RPC of the proto with
+// fields of its request. Where `docker compose` is installed, `docker
+// compose config` checks the file too.
+//
 // The schemas come from the k8s.io/kubernetes module (api/openapi-spec/v3),
 // fetched by `go mod download` from the Go module proxy and checked against
 // a pinned hash: nothing but the Go module proxy is needed.
