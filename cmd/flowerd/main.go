@@ -82,13 +82,16 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("flowerd", flag.ContinueOnError)
 	var c config
 	defaultDataset := ""
-	if fi, err := os.Stat("../shared/data/flowers17"); err == nil && fi.IsDir() {
-		defaultDataset = "../shared/data/flowers17"
+	for _, dir := range []string{"../shared/data/flowers17", "data/flowers17"} { // beside the checkout, or from make data
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			defaultDataset = dir
+			break
+		}
 	}
 	fs.StringVar(&c.addr, "addr", env("FLOWERD_ADDR", "localhost:50051"), "listen address (FLOWERD_ADDR)")
 	fs.StringVar(&c.dataDir, "data-dir", env("FLOWERD_DATA_DIR", "flowerd-data"), "directory of the checkpoint store (FLOWERD_DATA_DIR)")
 	fs.StringVar(&c.dataset, "dataset", env("FLOWERD_DATASET", defaultDataset),
-		"Oxford 17 Flowers folder, one sub-folder per class, for Train and Evaluate (FLOWERD_DATASET; default ../shared/data/flowers17 when present)")
+		"Oxford 17 Flowers folder, one sub-folder per class, for Train and Evaluate (FLOWERD_DATASET; default ../shared/data/flowers17 or data/flowers17, the first present)")
 	split := env("FLOWERD_SPLIT", "60,10,10")
 	fs.StringVar(&split, "split", split, "images per class for train,val,test, drawn by a seeded stratified split (FLOWERD_SPLIT)")
 	fs.StringVar(&c.backend, "backend", env("GOMLX_BACKEND", model.DefaultBackend),
