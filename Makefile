@@ -20,7 +20,7 @@ PKGS      := ./...
 # pure-Go executor trips it on its own). Test packages run one at a time
 # (-p 1): each trains full-size networks on every core, and two at once on a
 # 2-core machine only slow each other down.
-RACE_PKGS := ./model/dataset/ ./checkpoints/ ./cmd/flowerd/ ./clients/ ./cmd/flowerctl/
+RACE_PKGS := ./model/dataset/ ./checkpoints/ ./cmd/flowerd/ ./clients/ ./cmd/flowerctl/ ./cmd/flowerdata/
 
 export FLOWERD_DATA ?= $(DATA)
 
