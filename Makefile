@@ -24,7 +24,7 @@ RACE_PKGS := ./model/dataset/ ./checkpoints/ ./cmd/flowerd/ ./clients/ ./cmd/flo
 
 export FLOWERD_DATA ?= $(DATA)
 
-.PHONY: all build run test test-short e2e race bench bench-load deploy-validate study data lint vet fmt proto clean
+.PHONY: all build run test test-short e2e race bench bench-load deploy-validate study data docker lint vet fmt proto clean
 
 all: lint test
 
@@ -76,6 +76,12 @@ bench:
 ## bench-load: Classify at 1, 4 and 16 concurrent clients (ghz), batching on and off.
 bench-load: build $(TOOLS)/ghz
 	GHZ=$(TOOLS)/ghz BIN=bin/flowerd deploy/bench-load.sh
+
+## docker: the CPU and GPU images (needs a Docker engine; none runs on the
+## build machines here, so this target is untested in CI).
+docker:
+	docker build -f deploy/Dockerfile -t flowerd:cpu .
+	docker build -f deploy/Dockerfile.gpu -t flowerd:gpu .
 
 ## data: download the Oxford 17 Flowers archive (or read ARCHIVE=17flowers.tgz),
 ## check every image's MD5 and sort them into data/flowers17/<class>/.
