@@ -165,6 +165,9 @@ func (s *Server) SubmitFeedback(ctx context.Context, req *flowerdpb.SubmitFeedba
 }
 
 func (s *Server) submitFeedback(req *flowerdpb.SubmitFeedbackRequest) (*flowerdpb.SubmitFeedbackResponse, error) {
+	if err := s.readOnly("send feedback"); err != nil {
+		return nil, err
+	}
 	classes := s.classes()
 	label := slices.Index(classes, req.GetLabel())
 	if label < 0 {
@@ -252,6 +255,9 @@ func (s *Server) evaluate(ctx context.Context, req *flowerdpb.EvaluateRequest) (
 			return nil, err
 		}
 		if want := req.GetVersion(); want > 0 && want != m.Served().Version() {
+			if err := s.readOnly("evaluate other versions"); err != nil {
+				return nil, err
+			}
 			// Another version: build a throwaway model for it.
 			if m, err = s.modelAtVersion(v, uint64(want)); err != nil {
 				return nil, err

@@ -38,6 +38,7 @@ var codeTable = []struct {
 	{errTooLarge, codes.ResourceExhausted},
 	{errNoDataset, codes.FailedPrecondition},
 	{errShuttingDown, codes.Unavailable},
+	{errReadOnly, codes.FailedPrecondition},
 
 	{model.ErrUnknownVariant, codes.NotFound},
 	{model.ErrInvalidInput, codes.InvalidArgument},

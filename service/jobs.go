@@ -92,6 +92,9 @@ func (s *Server) Train(ctx context.Context, req *flowerdpb.TrainRequest) (*flowe
 }
 
 func (s *Server) train(ctx context.Context, req *flowerdpb.TrainRequest) (*flowerdpb.TrainResponse, error) {
+	if err := s.readOnly("train"); err != nil {
+		return nil, err
+	}
 	cfg, err := trainDefaults(req)
 	if err != nil {
 		return nil, err
@@ -405,6 +408,7 @@ func (s *Server) checkpoint(ctx context.Context, name, runID string, e model.Epo
 		if err := e.Publish(int64(man.Version)); err != nil {
 			return 0, fmt.Errorf("publish: %w", err)
 		}
+		s.exported(name, int64(man.Version))
 	}
 	return int64(man.Version), nil
 }
@@ -592,6 +596,9 @@ func (s *Server) ListJobs(ctx context.Context, req *flowerdpb.ListJobsRequest) (
 // CancelJob cancels a live job and waits for it to stop (within one training
 // step), or until the call's deadline.
 func (s *Server) CancelJob(ctx context.Context, req *flowerdpb.CancelJobRequest) (*flowerdpb.CancelJobResponse, error) {
+	if err := s.readOnly("cancel jobs"); err != nil {
+		return nil, s.toStatus(ctx, "CancelJob", err)
+	}
 	j := s.jobs.get(req.GetJobId())
 	if j == nil {
 		pj, err := s.storedJob(req.GetJobId())

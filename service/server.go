@@ -68,6 +68,15 @@ type Options struct {
 	// before it starts. Default 0: it takes the calls already waiting and
 	// goes, so a lone call never waits.
 	MaxWait time.Duration
+	// ExportDir, when set, receives a copy of every newly served version
+	// (see follow.go), for serving replicas that follow this trainer.
+	ExportDir string
+	// FollowDir, when set, makes this server a read-only serving replica:
+	// it serves the versions a trainer exports there, polling every
+	// FollowInterval (default 5 s), and refuses Train, CancelJob,
+	// SubmitFeedback and SetServingVersion.
+	FollowDir      string
+	FollowInterval time.Duration
 	// LoadParallelism is how many variants load at once at start-up.
 	// Default 2: building weights, reading checkpoints and warming up
 	// overlap well on two cores; more only adds memory.
@@ -98,6 +107,7 @@ type Server struct {
 	datasets datasetCache
 	jobs     *jobs
 	tel      *telemetry
+	export   *exporter // nil unless ExportDir is set
 
 	// ctx is the server's own context: loading and training jobs run on it,
 	// not on the RPC that started them. Close cancels it and waits for wg.
@@ -155,6 +165,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.MaxWait < 0 {
 		opts.MaxWait = 0
+	}
+	if opts.ExportDir != "" && opts.FollowDir != "" {
+		return nil, errors.New("new server: a server exports (trains) or follows, not both")
+	}
+	if opts.FollowInterval <= 0 {
+		opts.FollowInterval = DefaultFollowInterval
 	}
 	if opts.LoadParallelism <= 0 {
 		opts.LoadParallelism = 2
@@ -219,6 +235,7 @@ func (s *Server) Register(gs *grpc.Server) {
 // store has one, and a warm-up pass. Health turns SERVING per variant as each is
 // ready, and overall once all are.
 func (s *Server) Start() {
+	s.startExporter()
 	names := make(chan string, len(s.order))
 	for _, name := range s.order {
 		names <- name
@@ -267,14 +284,28 @@ func (s *Server) load(ctx context.Context, v *variant) error {
 		return err
 	}
 	msg := ""
-	man, err := s.restore(ctx, v.cfg.Name, m)
-	switch {
-	case errors.Is(err, checkpoints.ErrNotFound):
-		msg = "untrained: serving the seeded initial weights; train it to improve"
-	case err != nil:
-		return err
-	default:
-		msg = fmt.Sprintf("serving checkpoint version %d (epoch %d)", man.Version, man.Epoch)
+	if s.opts.FollowDir != "" {
+		version, err := s.followOnce(v, m)
+		switch {
+		case err != nil:
+			s.log.Warn("follow trainer", "variant", v.cfg.Name, "err", err)
+			msg = fmt.Sprintf("following %s: serving the seeded initial weights until a version loads (%v)", s.opts.FollowDir, err)
+		case version == 0:
+			msg = fmt.Sprintf("following %s: nothing exported yet; serving the seeded initial weights", s.opts.FollowDir)
+		default:
+			msg = fmt.Sprintf("following %s: serving version %d", s.opts.FollowDir, version)
+		}
+	} else {
+		man, err := s.restore(ctx, v.cfg.Name, m)
+		switch {
+		case errors.Is(err, checkpoints.ErrNotFound):
+			msg = "untrained: serving the seeded initial weights; train it to improve"
+		case err != nil:
+			return err
+		default:
+			msg = fmt.Sprintf("serving checkpoint version %d (epoch %d)", man.Version, man.Epoch)
+			s.exported(v.cfg.Name, int64(man.Version))
+		}
 	}
 	// Warm-up: the first execution of a graph is the slow one.
 	size := m.Options().ImageSize
@@ -290,6 +321,13 @@ func (s *Server) load(ctx context.Context, v *variant) error {
 	v.mu.Lock()
 	v.m, v.batcher, v.status, v.message = m, b, flowerdpb.ModelStatus_MODEL_STATUS_READY, msg
 	v.mu.Unlock()
+	if s.opts.FollowDir != "" {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.follow(s.ctx, v)
+		}()
+	}
 	return nil
 }
 
@@ -454,6 +492,9 @@ func (s *Server) SetServingVersion(ctx context.Context, req *flowerdpb.SetServin
 }
 
 func (s *Server) setServingVersion(req *flowerdpb.SetServingVersionRequest) (*flowerdpb.SetServingVersionResponse, error) {
+	if err := s.readOnly("pin versions"); err != nil {
+		return nil, err
+	}
 	v, err := s.one(req.GetVariant())
 	if err != nil {
 		return nil, err
@@ -496,6 +537,7 @@ func (s *Server) setServingVersion(req *flowerdpb.SetServingVersionRequest) (*fl
 		}
 	}
 	man := m.Served().Version()
+	s.exported(v.cfg.Name, man)
 	v.setStatus(flowerdpb.ModelStatus_MODEL_STATUS_READY, fmt.Sprintf("serving checkpoint version %d", man))
 	release() // before describing, which would report the reservation as a job
 	info, err := s.describe(v)

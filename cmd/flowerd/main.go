@@ -44,6 +44,9 @@ type config struct {
 	maxJobs         int
 	batchMax        int
 	loadParallelism int
+	exportDir       string
+	followDir       string
+	followInterval  time.Duration
 	batchWait       time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
@@ -118,6 +121,15 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("FLOWERD_LOAD_PARALLELISM: %w", err)
 	}
 	fs.IntVar(&c.loadParallelism, "load-parallelism", loadPar, "variants loaded at once at start-up (FLOWERD_LOAD_PARALLELISM)")
+	fs.StringVar(&c.exportDir, "export-dir", env("FLOWERD_EXPORT_DIR", ""),
+		"copy every newly served version here, for serving replicas that follow this trainer (FLOWERD_EXPORT_DIR)")
+	fs.StringVar(&c.followDir, "follow", env("FLOWERD_FOLLOW", ""),
+		"run as a read-only serving replica of the trainer exporting to this directory (FLOWERD_FOLLOW)")
+	followInterval, err := time.ParseDuration(env("FLOWERD_FOLLOW_INTERVAL", service.DefaultFollowInterval.String()))
+	if err != nil {
+		return c, fmt.Errorf("FLOWERD_FOLLOW_INTERVAL: %w", err)
+	}
+	fs.DurationVar(&c.followInterval, "follow-interval", followInterval, "how often a replica looks for a new version (FLOWERD_FOLLOW_INTERVAL)")
 	batchWait, err := time.ParseDuration(env("FLOWERD_BATCH_WAIT", "0s"))
 	if err != nil {
 		return c, fmt.Errorf("FLOWERD_BATCH_WAIT: %w", err)
@@ -211,6 +223,7 @@ func run(c config) error {
 		Dataset:         dataset.Options{TrainPerClass: c.split[0], ValPerClass: c.split[1], TestPerClass: c.split[2]},
 		MaxRequestBytes: c.maxRequestBytes, MaxConcurrentJobs: c.maxJobs, Logger: log,
 		MaxBatch: c.batchMax, MaxWait: c.batchWait, LoadParallelism: c.loadParallelism,
+		ExportDir: c.exportDir, FollowDir: c.followDir, FollowInterval: c.followInterval,
 	})
 	if err != nil {
 		return err

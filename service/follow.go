@@ -1,0 +1,229 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flowerd/flowerd/model"
+	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
+)
+
+// Serving replicas follow a trainer through a shared directory (a
+// ReadWriteMany volume): the trainer exports each newly served version of a
+// variant as <dir>/<variant>/<version>.state (written aside, then renamed),
+// then points <dir>/<variant>/SERVING at it (also renamed into place). A
+// follower polls SERVING and hot-swaps the named state in; the state carries
+// its own SHA-256, so a damaged file is refused and the old weights stay.
+const (
+	servingFile  = "SERVING"
+	stateSuffix  = ".state"
+	keepExported = 2 // a follower may still be reading the previous one
+)
+
+// DefaultFollowInterval is how often a follower looks for a new version.
+const DefaultFollowInterval = 5 * time.Second
+
+// errReadOnly refuses what only the trainer may do.
+var errReadOnly = errors.New("read-only replica")
+
+func (s *Server) readOnly(what string) error {
+	if s.opts.FollowDir == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: this server follows %s; %s on the trainer", errReadOnly, s.opts.FollowDir, what)
+}
+
+// exporter copies served versions to ExportDir, one goroutine per variant,
+// latest version wins.
+type exporter struct {
+	pending map[string]chan uint64
+}
+
+// startExporter starts the export goroutines when ExportDir is set.
+func (s *Server) startExporter() {
+	if s.opts.ExportDir == "" {
+		return
+	}
+	s.export = &exporter{pending: map[string]chan uint64{}}
+	for _, name := range s.order {
+		ch := make(chan uint64, 1)
+		s.export.pending[name] = ch
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for {
+				select {
+				case version := <-ch:
+					if err := s.exportVersion(name, version); err != nil {
+						s.log.Error("export served version", "variant", name, "version", version, "err", err)
+					}
+				case <-s.ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+}
+
+// exported asks for version of variant to be exported; a newer request
+// replaces one not yet started.
+func (s *Server) exported(name string, version int64) {
+	if s.export == nil || version <= 0 {
+		return
+	}
+	ch := s.export.pending[name]
+	for {
+		select {
+		case ch <- uint64(version):
+			return
+		default:
+			select {
+			case <-ch: // drop the older pending version
+			default:
+			}
+		}
+	}
+}
+
+// exportVersion writes one version's state and points SERVING at it.
+func (s *Server) exportVersion(name string, version uint64) error {
+	dir := filepath.Join(s.opts.ExportDir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	final := filepath.Join(dir, strconv.FormatUint(version, 10)+stateSuffix)
+	if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
+		r, err := s.store.OpenVersion(name, version)
+		if err != nil {
+			return err
+		}
+		err = writeFileAtomic(final, func(f *os.File) error { _, err := io.Copy(f, r); return err })
+		r.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if err := writeFileAtomic(filepath.Join(dir, servingFile), func(f *os.File) error {
+		_, err := fmt.Fprintf(f, "%d\n", version)
+		return err
+	}); err != nil {
+		return err
+	}
+	return pruneExported(dir, version)
+}
+
+// writeFileAtomic writes path through a temporary file, synced, then renamed.
+func writeFileAtomic(path string, write func(*os.File) error) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	err = write(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// pruneExported keeps the served version and the newest others, keepExported in all.
+func pruneExported(dir string, served uint64) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var versions []uint64
+	for _, e := range entries {
+		if v, ok := strings.CutSuffix(e.Name(), stateSuffix); ok {
+			if n, err := strconv.ParseUint(v, 10, 64); err == nil && n != served {
+				versions = append(versions, n)
+			}
+		}
+	}
+	slices.Sort(versions)
+	for len(versions) > keepExported-1 {
+		os.Remove(filepath.Join(dir, strconv.FormatUint(versions[0], 10)+stateSuffix))
+		versions = versions[1:]
+	}
+	return nil
+}
+
+// followOnce loads the version SERVING names for v, if it is not served
+// already. It returns the version served after the call; 0 and no error
+// when the trainer has exported nothing yet.
+func (s *Server) followOnce(v *variant, m *model.Model) (int64, error) {
+	dir := filepath.Join(s.opts.FollowDir, v.cfg.Name)
+	raw, err := os.ReadFile(filepath.Join(dir, servingFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return m.Served().Version(), nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	version, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+	if err != nil || version <= 0 {
+		return 0, fmt.Errorf("%s: bad version %q", filepath.Join(dir, servingFile), raw)
+	}
+	if version == m.Served().Version() {
+		return version, nil
+	}
+	f, err := os.Open(filepath.Join(dir, strconv.FormatInt(version, 10)+stateSuffix))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	// ReadState verifies the whole state before it changes anything.
+	if err := m.ReadState(f); err != nil {
+		return 0, fmt.Errorf("load exported %s version %d: %w", v.cfg.Name, version, err)
+	}
+	if err := m.Publish(version); err != nil {
+		return 0, err
+	}
+	if cur, _, _, _ := v.snapshot(); cur != nil { // loaded: keep its status current
+		v.setStatus(flowerdpb.ModelStatus_MODEL_STATUS_READY, fmt.Sprintf("following %s: serving version %d", s.opts.FollowDir, version))
+	}
+	return version, nil
+}
+
+// follow polls v's SERVING until the server closes.
+func (s *Server) follow(ctx context.Context, v *variant) {
+	t := time.NewTicker(s.opts.FollowInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m, _, _, _ := v.snapshot()
+			before := m.Served().Version()
+			after, err := s.followOnce(v, m)
+			if err != nil {
+				s.log.Warn("follow trainer", "variant", v.cfg.Name, "err", err)
+			} else if after != before {
+				s.log.Info("followed a new version", "variant", v.cfg.Name, "version", after)
+			}
+		}
+	}
+}

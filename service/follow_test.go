@@ -1,0 +1,106 @@
+package service
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/flowerd/flowerd/model"
+	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
+)
+
+// TestFollower trains on a server that exports its served versions and
+// checks that a read-only replica following the export directory serves
+// each new version, keeps answering while it swaps, and refuses what only
+// the trainer may do.
+func TestFollower(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a network: skipped under -short")
+	}
+	ctx := context.Background()
+	export := t.TempDir()
+	small := model.Options{ImageSize: 67}
+	trainer := startServer(t, t.TempDir(), []string{"model2"}, Options{ExportDir: export, Model: small})
+	defer trainer.stop(t)
+	follower := startServer(t, t.TempDir(), []string{"model2"}, Options{FollowDir: export, FollowInterval: 50 * time.Millisecond, Model: small})
+	defer follower.stop(t)
+
+	m, err := follower.client.GetModel(ctx, &flowerdpb.GetModelRequest{Variant: "model2"})
+	if err != nil || !strings.Contains(m.GetModel().GetStatusMessage(), "nothing exported yet") {
+		t.Errorf("follower before any export: %v, %v", m, err)
+	}
+	img := flowerJPEG(t, "sunflower")
+	for _, step := range []struct {
+		epochs int32
+		want   int64
+	}{{1, 1}, {2, 3}} {
+		resp, err := trainer.client.Train(ctx, &flowerdpb.TrainRequest{Variant: "model2", Epochs: step.epochs, BatchSize: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if job := waitJob(t, trainer, resp.GetJobs()[0].GetId()); job.GetState() != flowerdpb.JobState_JOB_STATE_COMPLETED {
+			t.Fatalf("job = %v", job)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			r, err := follower.client.Classify(ctx, &flowerdpb.ClassifyRequest{Images: []*flowerdpb.Image{{Data: img}}, Variant: "model2"})
+			if err != nil {
+				t.Fatalf("follower Classify while following: %v", err)
+			}
+			if got := r.GetResults()[0].GetPredictions()[0].GetVersion(); got == step.want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("follower never served version %d", step.want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// The trainer keeps the served state and one older one.
+	states, _ := filepath.Glob(filepath.Join(export, "model2", "*.state"))
+	if len(states) != keepExported {
+		t.Errorf("exported states = %v; want %d", states, keepExported)
+	}
+	if raw, err := os.ReadFile(filepath.Join(export, "model2", servingFile)); err != nil || strings.TrimSpace(string(raw)) != "3" {
+		t.Errorf("SERVING = %q, %v; want 3", raw, err)
+	}
+
+	for name, call := range map[string]func() error{
+		"Train": func() error {
+			_, err := follower.client.Train(ctx, &flowerdpb.TrainRequest{Variant: "model2", Epochs: 1})
+			return err
+		},
+		"SubmitFeedback": func() error {
+			_, err := follower.client.SubmitFeedback(ctx, &flowerdpb.SubmitFeedbackRequest{Image: &flowerdpb.Image{Data: img}, Label: "sunflower"})
+			return err
+		},
+		"SetServingVersion": func() error {
+			_, err := follower.client.SetServingVersion(ctx, &flowerdpb.SetServingVersionRequest{Variant: "model2", Version: 1})
+			return err
+		},
+		"CancelJob": func() error {
+			_, err := follower.client.CancelJob(ctx, &flowerdpb.CancelJobRequest{JobId: "x"})
+			return err
+		},
+	} {
+		wantCode(t, "follower "+name, call(), codes.FailedPrecondition)
+	}
+	// A damaged export is refused; the replica keeps serving what it has.
+	dir := filepath.Join(export, "model2")
+	if err := os.WriteFile(filepath.Join(dir, "9"+stateSuffix), []byte("not a state"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, servingFile), []byte("9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	r, err := follower.client.Classify(ctx, &flowerdpb.ClassifyRequest{Images: []*flowerdpb.Image{{Data: img}}, Variant: "model2"})
+	if err != nil || r.GetResults()[0].GetPredictions()[0].GetVersion() != 3 {
+		t.Errorf("after a damaged export: %v, %v; want version 3 still served", r, err)
+	}
+}
