@@ -5,9 +5,12 @@
 // against the OpenAPI v3 schema of the pinned Kubernetes release (unknown
 // fields, missing required fields, wrong types), by strict decoding into the
 // k8s.io/api types (unknown or duplicate fields, malformed quantities), and
-// against what flowerd needs (one replica, gRPC probes on the server's port,
-// only environment variables cmd/flowerd reads, a grace period longer than
-// its shutdown timeout, the GPU overlay's device request).
+// against what flowerd needs (checks_test.go: one trainer replica, serving
+// replicas that follow the trainer's ReadWriteMany export read-only, gRPC
+// probes on the server's port, only environment variables cmd/flowerd reads,
+// a grace period longer than its shutdown timeout, Services, the
+// PodDisruptionBudget and autoscaler of the serving tier, the GPU overlay's
+// device request with the serving tier left on CPU).
 //
 // It also checks deploy/docker-compose.yml (compose_test.go): YAML without
 // duplicate keys, only Compose's keys, the services flowerd, jaeger and

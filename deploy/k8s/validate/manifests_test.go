@@ -13,12 +13,13 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
@@ -67,6 +68,8 @@ var decoder = func() runtime.Decoder {
 	s := runtime.NewScheme()
 	utilruntime.Must(corev1.AddToScheme(s))
 	utilruntime.Must(appsv1.AddToScheme(s))
+	utilruntime.Must(policyv1.AddToScheme(s))
+	utilruntime.Must(autoscalingv2.AddToScheme(s))
 	return serializer.NewCodecFactory(s, serializer.EnableStrict).UniversalDeserializer()
 }()
 
@@ -155,7 +158,7 @@ func TestManifests(t *testing.T) {
 			if !ok {
 				return
 			}
-			for _, e := range checkTrainer(objs, known, strings.HasSuffix(dir, "gpu")) {
+			for _, e := range checkFlowerd(objs, known, strings.HasSuffix(dir, "gpu")) {
 				t.Error(e)
 			}
 		})
@@ -187,187 +190,4 @@ func flowerdEnv() (map[string]bool, error) {
 		return nil, fmt.Errorf("cmd/flowerd sources name no FLOWERD_ADDR: is the pattern out of date?")
 	}
 	return names, nil
-}
-
-// checkTrainer checks the rendered objects against what flowerd needs.
-func checkTrainer(objs []object, known map[string]bool, gpu bool) []string {
-	var errs []string
-	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-
-	configMaps := map[string]*corev1.ConfigMap{}
-	claims := map[string]bool{}
-	services := map[string]*corev1.Service{}
-	var sets []*appsv1.StatefulSet
-	for _, o := range objs {
-		if errs := validation.IsDNS1123Subdomain(o.name); len(errs) > 0 {
-			fail("%s: name: %s", o, strings.Join(errs, "; "))
-		}
-		switch obj := o.obj.(type) {
-		case *corev1.ConfigMap:
-			configMaps[obj.Name] = obj
-		case *corev1.PersistentVolumeClaim:
-			claims[obj.Name] = true
-		case *corev1.Service:
-			services[obj.Name] = obj
-		case *appsv1.StatefulSet:
-			sets = append(sets, obj)
-		}
-	}
-	if len(sets) != 1 || sets[0].Name != "flowerd" {
-		fail("want one StatefulSet, flowerd; have %d", len(sets))
-		return errs
-	}
-	ss := sets[0]
-	if ss.Spec.Replicas == nil || *ss.Spec.Replicas != 1 {
-		fail("StatefulSet/flowerd: replicas must be 1: Badger is single-writer, one trainer owns the store")
-	}
-	pod := ss.Spec.Template.Spec
-	if len(pod.Containers) != 1 {
-		fail("StatefulSet/flowerd: want one container, have %d", len(pod.Containers))
-		return errs
-	}
-	c := pod.Containers[0]
-	where := "StatefulSet/flowerd: container " + c.Name
-
-	// Names resolve to objects of this output.
-	if svc := services[ss.Spec.ServiceName]; svc == nil || svc.Spec.ClusterIP != corev1.ClusterIPNone {
-		fail("StatefulSet/flowerd: serviceName %q is not a headless Service of this kustomization", ss.Spec.ServiceName)
-	}
-	volumes := map[string]bool{}
-	for _, v := range pod.Volumes {
-		volumes[v.Name] = true
-		if pvc := v.PersistentVolumeClaim; pvc != nil && !claims[pvc.ClaimName] {
-			fail("StatefulSet/flowerd: volume %s: claim %q is not in this kustomization", v.Name, pvc.ClaimName)
-		}
-	}
-	for _, t := range ss.Spec.VolumeClaimTemplates {
-		volumes[t.Name] = true
-	}
-	mounts := map[string]corev1.VolumeMount{}
-	for _, m := range c.VolumeMounts {
-		mounts[m.MountPath] = m
-		if !volumes[m.Name] {
-			fail("%s: mount %s: no volume %q", where, m.MountPath, m.Name)
-		}
-	}
-	env := map[string]string{}
-	for _, from := range c.EnvFrom {
-		if from.ConfigMapRef == nil {
-			continue
-		}
-		cm := configMaps[from.ConfigMapRef.Name]
-		if cm == nil {
-			fail("%s: envFrom: no ConfigMap %q in this kustomization", where, from.ConfigMapRef.Name)
-			continue
-		}
-		for k, v := range cm.Data {
-			env[k] = v
-		}
-	}
-	for _, e := range c.Env {
-		env[e.Name] = e.Value
-	}
-	for name := range env {
-		if errs := validation.IsEnvVarName(name); len(errs) > 0 {
-			fail("%s: env %s: %s", where, name, strings.Join(errs, "; "))
-		}
-		if serverEnv.MatchString(name) && !known[name] && !sdkEnv[name] {
-			fail("%s: env %s: cmd/flowerd reads no such variable", where, name)
-		}
-	}
-
-	// The server's port, and the probes on it.
-	var port int32
-	for _, p := range c.Ports {
-		if p.Name == "grpc" {
-			port = p.ContainerPort
-		}
-	}
-	if port != grpcPort {
-		fail("%s: want a port named grpc, %d; have %d", where, grpcPort, port)
-	}
-	if addr := env["FLOWERD_ADDR"]; !strings.HasSuffix(addr, fmt.Sprintf(":%d", grpcPort)) || strings.HasPrefix(addr, "localhost") || strings.HasPrefix(addr, "127.") {
-		fail("%s: FLOWERD_ADDR=%q: the server must listen on all interfaces, port %d, for the kubelet's probes", where, addr, grpcPort)
-	}
-	probes := []struct {
-		name  string
-		probe *corev1.Probe
-	}{{"startupProbe", c.StartupProbe}, {"readinessProbe", c.ReadinessProbe}, {"livenessProbe", c.LivenessProbe}}
-	for _, pr := range probes {
-		name, p := pr.name, pr.probe
-		switch {
-		case p == nil || p.GRPC == nil:
-			fail("%s: %s must be a grpc probe", where, name)
-		case p.GRPC.Port != grpcPort:
-			fail("%s: %s: port %d, want %d", where, name, p.GRPC.Port, grpcPort)
-		case p.GRPC.Service != nil && *p.GRPC.Service != "":
-			fail("%s: %s: service %q: the overall status (\"\") is the one that means all variants have loaded", where, name, *p.GRPC.Service)
-		}
-	}
-	for _, svc := range services {
-		for k, v := range svc.Spec.Selector {
-			if ss.Spec.Template.Labels[k] != v {
-				fail("Service/%s: selector %s=%s matches no label of the pod", svc.Name, k, v)
-			}
-		}
-		for _, p := range svc.Spec.Ports {
-			if p.TargetPort.String() != "grpc" && p.TargetPort.IntValue() != grpcPort {
-				fail("Service/%s: port %s: targetPort %s is not the server's", svc.Name, p.Name, p.TargetPort.String())
-			}
-		}
-	}
-
-	// Store and dataset where flowerd.env says.
-	if m, ok := mounts[env["FLOWERD_DATA_DIR"]]; !ok || m.ReadOnly {
-		fail("%s: FLOWERD_DATA_DIR=%q is not a writable volume mount", where, env["FLOWERD_DATA_DIR"])
-	}
-	if m, ok := mounts[env["FLOWERD_DATASET"]]; !ok || !m.ReadOnly {
-		fail("%s: FLOWERD_DATASET=%q is not a read-only volume mount", where, env["FLOWERD_DATASET"])
-	}
-
-	// Shutdown fits in the grace period.
-	timeout, err := time.ParseDuration(env["FLOWERD_SHUTDOWN_TIMEOUT"])
-	if err != nil {
-		fail("%s: FLOWERD_SHUTDOWN_TIMEOUT: %v", where, err)
-	} else if pod.TerminationGracePeriodSeconds == nil ||
-		time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second < timeout+telemetryFlush+closeMargin {
-		fail("StatefulSet/flowerd: terminationGracePeriodSeconds must be at least FLOWERD_SHUTDOWN_TIMEOUT (%v) + %v telemetry flush + %v to close the store", timeout, telemetryFlush, closeMargin)
-	}
-
-	// Locked down.
-	psc, sc := pod.SecurityContext, c.SecurityContext
-	switch {
-	case psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0:
-		fail("StatefulSet/flowerd: the pod must run as a numeric non-root user (runAsNonRoot, runAsUser)")
-	case sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
-		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
-		sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL":
-		fail("%s: want readOnlyRootFilesystem, no privilege escalation, capabilities drop ALL", where)
-	}
-
-	// CPU or GPU.
-	gpus := c.Resources.Limits["nvidia.com/gpu"]
-	backend := env["GOMLX_BACKEND"]
-	if gpu {
-		if gpus.Value() != 1 {
-			fail("%s: the GPU overlay must limit nvidia.com/gpu to 1, has %s", where, gpus.String())
-		}
-		if !strings.HasPrefix(backend, "xla:/") {
-			fail("%s: GOMLX_BACKEND=%q: the GPU overlay needs xla:/path/to/pjrt_plugin.so", where, backend)
-		}
-		if !strings.HasSuffix(c.Image, ":gpu") {
-			fail("%s: image %s: want the GPU image", where, c.Image)
-		}
-	} else {
-		if !gpus.IsZero() {
-			fail("%s: requests a GPU outside the GPU overlay", where)
-		}
-		if backend != "go" {
-			fail("%s: GOMLX_BACKEND=%q on CPU, want go", where, backend)
-		}
-	}
-	if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
-		fail("%s: want memory requests and limits", where)
-	}
-	return errs
 }

@@ -25,7 +25,10 @@ const (
 )
 
 // openAPIDocs are the group-versions the manifests use.
-var openAPIDocs = []string{"api__v1_openapi.json", "apis__apps__v1_openapi.json"}
+var openAPIDocs = []string{
+	"api__v1_openapi.json", "apis__apps__v1_openapi.json",
+	"apis__policy__v1_openapi.json", "apis__autoscaling__v2_openapi.json",
+}
 
 // openAPI is the schemas of some Kubernetes group-versions.
 type openAPI struct {
