@@ -184,10 +184,7 @@ func (m *Model) Reset(seed int64) error {
 
 // initTrainingState builds a fresh training store from m.opts.Seed.
 func (m *Model) initTrainingState() error {
-	store, err := m.newStore()
-	if err != nil {
-		return err
-	}
+	store := m.newStore()
 	if err := store.SetRNGStateFromSeed(m.opts.Seed); err != nil {
 		return fmt.Errorf("seed rng: %w", err)
 	}
@@ -229,11 +226,11 @@ func (m *Model) NumParameters() int {
 func (m *Model) Served() *Served { return m.served.Load() }
 
 // newStore returns an empty store carrying this model's hyperparameters.
-func (m *Model) newStore() (*gmx.Store, error) {
+func (m *Model) newStore() *gmx.Store {
 	store := gmx.NewStore()
 	setVariantParams(store, m.variant, len(m.opts.Classes), m.opts.ConvImpl, m.opts.PoolImpl)
 	store.RootScope().SetParam(ParamInitSeed, m.opts.Seed)
-	return store, nil
+	return store
 }
 
 // setTrainingStore installs store as the training state, with fresh executors.
@@ -330,10 +327,7 @@ func (m *Model) Publish(version int64) error {
 }
 
 func (m *Model) publishLocked(version int64) error {
-	store, err := m.newStore()
-	if err != nil {
-		return err
-	}
+	store := m.newStore()
 	for v := range m.store.IterVariables() {
 		if !v.Trainable || strings.HasPrefix(v.Path(), velocityScope+"/") {
 			continue

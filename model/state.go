@@ -196,10 +196,7 @@ func (m *Model) ReadState(r io.Reader) error {
 	if err := m.checkHeader(h); err != nil {
 		return fmt.Errorf("read state: %w", err)
 	}
-	store, err := m.newStore()
-	if err != nil {
-		return err
-	}
+	store := m.newStore()
 	tr := io.TeeReader(br, sum)
 	for _, sv := range h.Variables {
 		shape, _ := sv.shape() // checked by checkHeader
