@@ -14,11 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flowerd/flowerd/clients"
-	"github.com/flowerd/flowerd/model"
-	"github.com/flowerd/flowerd/model/dataset"
 	"github.com/flowerd/flowerd/model/dataset/datasettest"
 	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
-	"github.com/flowerd/flowerd/service"
 	"github.com/flowerd/flowerd/service/servicetest"
 )
 
@@ -30,11 +27,7 @@ func startServer(t *testing.T) *clients.Client {
 	if raceEnabled {
 		t.Skip("runs GoMLX graphs in-process, too slow under -race; the fake-server tests cover the client's concurrency")
 	}
-	srv := servicetest.Start(t, service.Options{
-		Variants: []string{"model2"},
-		Model:    model.Options{ImageSize: 67},
-		Dataset:  dataset.Options{TrainPerClass: 1, ValPerClass: 1, TestPerClass: 1, Seed: 3},
-	})
+	srv := servicetest.Start(t, servicetest.SmallOptions())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := clients.Dial(ctx, servicetest.Target, clients.Options{

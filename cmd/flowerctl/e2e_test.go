@@ -15,11 +15,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/flowerd/flowerd/clients"
-	"github.com/flowerd/flowerd/model"
-	"github.com/flowerd/flowerd/model/dataset"
 	"github.com/flowerd/flowerd/model/dataset/datasettest"
 	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
-	"github.com/flowerd/flowerd/service"
 	"github.com/flowerd/flowerd/service/servicetest"
 )
 
@@ -31,11 +28,7 @@ func startServer(t *testing.T) clients.Options {
 	if raceEnabled {
 		t.Skip("runs GoMLX graphs in-process, too slow under -race")
 	}
-	srv := servicetest.Start(t, service.Options{
-		Variants: []string{"model2"},
-		Model:    model.Options{ImageSize: 67},
-		Dataset:  dataset.Options{TrainPerClass: 1, ValPerClass: 1, TestPerClass: 1, Seed: 3},
-	})
+	srv := servicetest.Start(t, servicetest.SmallOptions())
 	return clients.Options{
 		// Unavailable while model2 loads: the client's retries ride it out.
 		Retry:       clients.Retry{MaxAttempts: 100, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/flowerd/flowerd/checkpoints"
 	"github.com/flowerd/flowerd/model"
+	"github.com/flowerd/flowerd/model/dataset"
 	"github.com/flowerd/flowerd/model/dataset/datasettest"
 	"github.com/flowerd/flowerd/service"
 )
@@ -81,6 +82,17 @@ func Start(t testing.TB, opts service.Options) *Server {
 		}
 	})
 	return s
+}
+
+// SmallOptions is a server that loads and trains in seconds: model2 only, at
+// 67x67 pixels, one image per class in each split. The tests of the packages
+// built on the API use it.
+func SmallOptions() service.Options {
+	return service.Options{
+		Variants: []string{"model2"},
+		Model:    model.Options{ImageSize: 67},
+		Dataset:  dataset.Options{TrainPerClass: 1, ValPerClass: 1, TestPerClass: 1, Seed: 3},
+	}
 }
 
 // DialOption reaches the server through its in-memory listener.
