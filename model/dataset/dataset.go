@@ -36,6 +36,9 @@ var (
 	// ErrUnknownClass is returned when Options.Classes names a folder that
 	// does not exist.
 	ErrUnknownClass = errors.New("unknown class")
+	// ErrUnreadable is returned when the dataset directory or a class
+	// folder exists but cannot be read (permissions, an I/O error).
+	ErrUnreadable = errors.New("dataset folder cannot be read")
 )
 
 // Split names one of the three disjoint parts of a Dataset.
@@ -270,6 +273,8 @@ func scan(o Options) ([]string, [][]file, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil, fmt.Errorf("%w: %s does not exist; %s", ErrNoDir, o.Dir, howToPoint)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, nil, unreadable(o.Dir, err)
 	case err != nil:
 		return nil, nil, fmt.Errorf("%w: %v; %s", ErrNoDir, err, howToPoint)
 	case !fi.IsDir():
@@ -277,7 +282,7 @@ func scan(o Options) ([]string, [][]file, error) {
 	}
 	entries, err := os.ReadDir(o.Dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read dataset directory: %w", err)
+		return nil, nil, unreadable(o.Dir, err)
 	}
 	var all []string
 	for _, e := range entries {
@@ -306,7 +311,7 @@ func scan(o Options) ([]string, [][]file, error) {
 		dir := filepath.Join(o.Dir, name)
 		entries, err := os.ReadDir(dir)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read class folder: %w", err)
+			return nil, nil, unreadable(dir, err)
 		}
 		for _, e := range entries {
 			if isHidden(e.Name()) || !isImageName(e.Name()) || isDir(dir, e) {
@@ -314,7 +319,7 @@ func scan(o Options) ([]string, [][]file, error) {
 			}
 			info, err := os.Stat(filepath.Join(dir, e.Name()))
 			if err != nil {
-				return nil, nil, fmt.Errorf("read class folder: %w", err)
+				return nil, nil, unreadable(filepath.Join(dir, e.Name()), err)
 			}
 			files[c] = append(files[c], file{name: e.Name(), size: info.Size()})
 		}
@@ -323,6 +328,17 @@ func scan(o Options) ([]string, [][]file, error) {
 		}
 	}
 	return classes, files, nil
+}
+
+// unreadable explains that path, which exists, could not be read.
+func unreadable(path string, err error) error {
+	// A *PathError names the path again; keep only the reason.
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == path {
+		err = pe.Err
+	}
+	return fmt.Errorf("%w: %s: %v; the server's user needs read and search (r-x) permission on the dataset folder, its class folders and their images",
+		ErrUnreadable, path, err)
 }
 
 func isHidden(name string) bool { return strings.HasPrefix(name, ".") }

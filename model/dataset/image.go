@@ -50,6 +50,19 @@ func Decode(data []byte, size int) ([]float32, error) {
 	return Preprocess(img, size)
 }
 
+// DecodeConfig reads only the header of data and checks it as Decode does
+// (format, dimensions, MaxSide, MaxPixels), without decoding any pixel or
+// allocating for them: callers can total the pixels of several images before
+// decoding one. Errors wrap ErrUnsupportedFormat, ErrImageTooLarge or
+// ErrCorruptImage.
+func DecodeConfig(data []byte) (image.Config, error) {
+	cfg, _, err := checkHeader(data)
+	if err != nil {
+		return image.Config{}, fmt.Errorf("decode image: %w", err)
+	}
+	return cfg, nil
+}
+
 // DecodeImage is the first half of Decode: it checks the header (format,
 // dimensions) before decoding any pixel, then decodes. Errors wrap
 // ErrUnsupportedFormat, ErrImageTooLarge or ErrCorruptImage.
@@ -94,30 +107,9 @@ func decodeRGB(data []byte, size int) ([]uint8, error) {
 
 // decodeChecked decodes data after checking its header.
 func decodeChecked(data []byte) (image.Image, error) {
-	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: no data", ErrCorruptImage)
-	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
-	if errors.Is(err, image.ErrFormat) {
-		return nil, fmt.Errorf("%w: want jpeg, png or gif", ErrUnsupportedFormat)
-	}
+	_, format, err := checkHeader(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrCorruptImage, detail(format, err))
-	}
-	switch format {
-	case "jpeg", "png", "gif":
-	default:
-		return nil, fmt.Errorf("%w: %s, want jpeg, png or gif", ErrUnsupportedFormat, format)
-	}
-	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return nil, fmt.Errorf("%w: %s header says %dx%d", ErrCorruptImage, format, cfg.Width, cfg.Height)
-	}
-	if cfg.Width > MaxSide || cfg.Height > MaxSide {
-		return nil, fmt.Errorf("%w: %s is %dx%d, limit %d pixels a side", ErrImageTooLarge, format, cfg.Width, cfg.Height, MaxSide)
-	}
-	if px := int64(cfg.Width) * int64(cfg.Height); px > MaxPixels {
-		return nil, fmt.Errorf("%w: %s is %dx%d (%.1f megapixels), limit %d megapixels", ErrImageTooLarge,
-			format, cfg.Width, cfg.Height, float64(px)/1e6, MaxPixels/1_000_000)
+		return nil, err
 	}
 	img, err := safeDecode(data)
 	if err != nil {
@@ -127,6 +119,36 @@ func decodeChecked(data []byte) (image.Image, error) {
 		return nil, fmt.Errorf("%w: %s has no pixels", ErrCorruptImage, format)
 	}
 	return img, nil
+}
+
+// checkHeader reads data's header and checks its format and dimensions.
+func checkHeader(data []byte) (image.Config, string, error) {
+	if len(data) == 0 {
+		return image.Config{}, "", fmt.Errorf("%w: no data", ErrCorruptImage)
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if errors.Is(err, image.ErrFormat) {
+		return cfg, format, fmt.Errorf("%w: want jpeg, png or gif", ErrUnsupportedFormat)
+	}
+	if err != nil {
+		return cfg, format, fmt.Errorf("%w: %s", ErrCorruptImage, detail(format, err))
+	}
+	switch format {
+	case "jpeg", "png", "gif":
+	default:
+		return cfg, format, fmt.Errorf("%w: %s, want jpeg, png or gif", ErrUnsupportedFormat, format)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return cfg, format, fmt.Errorf("%w: %s header says %dx%d", ErrCorruptImage, format, cfg.Width, cfg.Height)
+	}
+	if cfg.Width > MaxSide || cfg.Height > MaxSide {
+		return cfg, format, fmt.Errorf("%w: %s is %dx%d, limit %d pixels a side", ErrImageTooLarge, format, cfg.Width, cfg.Height, MaxSide)
+	}
+	if px := int64(cfg.Width) * int64(cfg.Height); px > MaxPixels {
+		return cfg, format, fmt.Errorf("%w: %s is %dx%d (%.1f megapixels), limit %d megapixels", ErrImageTooLarge,
+			format, cfg.Width, cfg.Height, float64(px)/1e6, MaxPixels/1_000_000)
+	}
+	return cfg, format, nil
 }
 
 // detail describes a decoder error, naming the format unless it does.
