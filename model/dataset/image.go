@@ -8,6 +8,7 @@ import (
 	_ "image/gif"  // registers GIF with image.Decode
 	_ "image/jpeg" // registers JPEG with image.Decode
 	_ "image/png"  // registers PNG with image.Decode
+	"slices"
 	"strings"
 )
 
@@ -86,6 +87,31 @@ func Preprocess(img image.Image, size int) ([]float32, error) {
 		out[i] = byteToFloat[v]
 	}
 	return out, nil
+}
+
+// DecodeRGB is Decode without the final scaling: the image resized to size x
+// size RGB bytes (HWC), a quarter of the floats' memory. With AppendScaled it
+// gives exactly Decode's values; a caller that decodes many images one at a
+// time keeps only these small results between them.
+func DecodeRGB(data []byte, size int) ([]uint8, error) {
+	if size < MinImageSize || size > MaxImageSize {
+		return nil, fmt.Errorf("decode image: %w: size %d, want %d to %d", ErrInvalidOptions, size, MinImageSize, MaxImageSize)
+	}
+	pix, err := decodeRGB(data, size)
+	if err != nil {
+		return nil, fmt.Errorf("decode image: %w", err)
+	}
+	return pix, nil
+}
+
+// AppendScaled appends pix, bytes from DecodeRGB, to dst as float32 values
+// in [0, 1], as Decode and the training batches scale them.
+func AppendScaled(dst []float32, pix []uint8) []float32 {
+	dst = slices.Grow(dst, len(pix))
+	for _, v := range pix {
+		dst = append(dst, byteToFloat[v])
+	}
+	return dst
 }
 
 // byteToFloat maps a byte to its value in [0, 1].

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"image/color"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,5 +85,34 @@ func TestLoadUnreadable(t *testing.T) {
 				t.Errorf("Load error %q; want it to name %s and say it needs permission", msg, locked)
 			}
 		})
+	}
+}
+
+// TestDecodeRGBMatchesDecode checks that DecodeRGB then AppendScaled gives
+// Decode's values exactly.
+func TestDecodeRGBMatchesDecode(t *testing.T) {
+	data := encodeJPEG(t, randomImage(rand.New(rand.NewPCG(3, 4)), 90, 70))
+	want, err := dataset.Decode(data, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pix, err := dataset.DecodeRGB(data, 32)
+	if err != nil {
+		t.Fatalf("DecodeRGB = %v", err)
+	}
+	got := dataset.AppendScaled([]float32{7}, pix)
+	if len(got) != 1+len(want) || got[0] != 7 {
+		t.Fatalf("AppendScaled gave %d values starting %v; want 7 then %d", len(got), got[:1], len(want))
+	}
+	for i, v := range want {
+		if got[1+i] != v {
+			t.Fatalf("AppendScaled(DecodeRGB)[%d] = %v; Decode gives %v", i, got[1+i], v)
+		}
+	}
+	if _, err := dataset.DecodeRGB(data, 4); !errors.Is(err, dataset.ErrInvalidOptions) {
+		t.Errorf("DecodeRGB(size 4) = %v; want ErrInvalidOptions", err)
+	}
+	if _, err := dataset.DecodeRGB(pngHeader(100_000, 100_000), 32); !errors.Is(err, dataset.ErrImageTooLarge) {
+		t.Errorf("DecodeRGB(huge header) = %v; want ErrImageTooLarge", err)
 	}
 }
