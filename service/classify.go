@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"fmt"
-	"image"
 	"slices"
 	"time"
 
@@ -78,8 +77,12 @@ func (s *Server) classify(ctx context.Context, req *flowerdpb.ClassifyRequest) (
 	return resp, nil
 }
 
-// decodeImages checks the request's size limits, decodes every image and
-// preprocesses it into one NHWC batch. A bad image is InvalidArgument naming it.
+// decodeImages checks the request's limits and turns its images into one
+// NHWC batch. It reads every image's header first, so that a request whose
+// images declare more than MaxRequestPixels in all is refused before any
+// pixel is decoded; then it decodes and resizes one image at a time, keeping
+// only the small resized result of each, so that a request holds at most one
+// decoded image in memory. A bad image is InvalidArgument naming it.
 func (s *Server) decodeImages(ctx context.Context, imgs []*flowerdpb.Image) ([]float32, error) {
 	if len(imgs) == 0 {
 		return nil, fmt.Errorf("%w: no images: send at least one JPEG or PNG in images", errInvalid)
@@ -94,36 +97,84 @@ func (s *Server) decodeImages(ctx context.Context, imgs []*flowerdpb.Image) ([]f
 	if total > s.opts.MaxRequestBytes {
 		return nil, fmt.Errorf("%w: %d bytes of images; the limit is %d", errTooLarge, total, s.opts.MaxRequestBytes)
 	}
-	_, span := s.tel.tracer.Start(ctx, "decode", trace.WithAttributes(AttrImages.Int(len(imgs))))
-	decoded := make([]image.Image, len(imgs))
-	for i, img := range imgs {
-		var err error
-		if decoded[i], err = decodeImage(img.GetData()); err != nil {
-			err = fmt.Errorf("image %d%s: %w", i, nameSuffix(img.GetName()), err)
-			endSpan(span, err)
-			return nil, err
-		}
+	dctx, span := s.tel.tracer.Start(ctx, "decode", trace.WithAttributes(AttrImages.Int(len(imgs))))
+	pix, err := s.decodeEach(dctx, imgs)
+	endSpan(span, err)
+	if err != nil {
+		return nil, err
 	}
-	span.End()
 	_, span = s.tel.tracer.Start(ctx, "preprocess", trace.WithAttributes(AttrImages.Int(len(imgs))))
 	defer span.End()
 	size := s.modelImageSize()
 	batch := make([]float32, 0, len(imgs)*size*size*3)
-	for _, img := range decoded {
-		x, err := dataset.Preprocess(img, size)
-		if err != nil {
-			return nil, err
-		}
-		batch = append(batch, x...)
+	for _, p := range pix {
+		batch = dataset.AppendScaled(batch, p)
 	}
 	return batch, nil
 }
 
-func decodeImage(data []byte) (image.Image, error) {
-	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty image data", errInvalid)
+// decodeEach checks the images' headers against the pixel budget, then
+// decodes each to the model's input size in RGB bytes, one at a time.
+func (s *Server) decodeEach(ctx context.Context, imgs []*flowerdpb.Image) ([][]uint8, error) {
+	if err := s.checkPixels(imgs); err != nil {
+		return nil, err
 	}
-	return dataset.DecodeImage(data)
+	size := s.modelImageSize()
+	out := make([][]uint8, len(imgs))
+	for i, img := range imgs {
+		var err error
+		if out[i], err = s.decodeOne(ctx, img.GetData(), size); err != nil {
+			return nil, fmt.Errorf("image %d%s: %w", i, nameSuffix(img.GetName()), err)
+		}
+	}
+	return out, nil
+}
+
+// checkPixels reads the headers of imgs, without decoding them, and refuses
+// a request whose images declare more than MaxRequestPixels in all.
+func (s *Server) checkPixels(imgs []*flowerdpb.Image) error {
+	var pixels int64
+	for i, img := range imgs {
+		if len(img.GetData()) == 0 {
+			return fmt.Errorf("image %d%s: %w: empty image data", i, nameSuffix(img.GetName()), errInvalid)
+		}
+		cfg, err := dataset.DecodeConfig(img.GetData())
+		if err != nil {
+			return fmt.Errorf("image %d%s: %w", i, nameSuffix(img.GetName()), err)
+		}
+		pixels += int64(cfg.Width) * int64(cfg.Height)
+	}
+	return s.checkBudget(pixels, len(imgs))
+}
+
+// checkBudget refuses n images of pixels pixels in all when that is more
+// than MaxRequestPixels, saying how to stay under it.
+func (s *Server) checkBudget(pixels int64, n int) error {
+	limit := int64(s.opts.MaxRequestPixels)
+	if pixels <= limit {
+		return nil
+	}
+	what := fmt.Sprintf("the %d images declare %.1f megapixels in all", n, float64(pixels)/1e6)
+	if n == 1 {
+		what = fmt.Sprintf("the image declares %.1f megapixels", float64(pixels)/1e6)
+	}
+	size := s.modelImageSize()
+	return fmt.Errorf("%w: %s; the limit is %.1f megapixels per request: send fewer images per call, "+
+		"or smaller ones (the models see %dx%d pixels, so resizing to about that first loses nothing)",
+		errTooLarge, what, float64(limit)/1e6, size, size)
+}
+
+// decodeOne decodes one image and resizes it to size x size RGB bytes. At
+// most decodeSlots images are decoded at once across the server, which
+// bounds the memory of full-size decoded images however many calls arrive.
+func (s *Server) decodeOne(ctx context.Context, data []byte, size int) ([]uint8, error) {
+	select {
+	case s.decodeSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-s.decodeSlots }()
+	return dataset.DecodeRGB(data, size)
 }
 
 func nameSuffix(name string) string {
@@ -157,14 +208,14 @@ func topK(p []float32, classes []string, k int) []*flowerdpb.ClassScore {
 
 // SubmitFeedback stores a labelled image for fine-tuning.
 func (s *Server) SubmitFeedback(ctx context.Context, req *flowerdpb.SubmitFeedbackRequest) (*flowerdpb.SubmitFeedbackResponse, error) {
-	resp, err := s.submitFeedback(req)
+	resp, err := s.submitFeedback(ctx, req)
 	if err != nil {
 		return nil, s.toStatus(ctx, "SubmitFeedback", err)
 	}
 	return resp, nil
 }
 
-func (s *Server) submitFeedback(req *flowerdpb.SubmitFeedbackRequest) (*flowerdpb.SubmitFeedbackResponse, error) {
+func (s *Server) submitFeedback(ctx context.Context, req *flowerdpb.SubmitFeedbackRequest) (*flowerdpb.SubmitFeedbackResponse, error) {
 	if err := s.readOnly("send feedback"); err != nil {
 		return nil, err
 	}
@@ -177,8 +228,21 @@ func (s *Server) submitFeedback(req *flowerdpb.SubmitFeedbackRequest) (*flowerdp
 	if len(data) > s.opts.MaxRequestBytes {
 		return nil, fmt.Errorf("%w: %d bytes of image; the limit is %d", errTooLarge, len(data), s.opts.MaxRequestBytes)
 	}
-	if _, err := decodeImage(data); err != nil {
-		return nil, fmt.Errorf("image%s: %w", nameSuffix(req.GetImage().GetName()), err)
+	// Decoded once, to refuse a bad image now rather than in a training
+	// job, after the header passes the same limits as Classify's.
+	name := nameSuffix(req.GetImage().GetName())
+	if len(data) == 0 {
+		return nil, fmt.Errorf("image%s: %w: empty image data", name, errInvalid)
+	}
+	cfg, err := dataset.DecodeConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("image%s: %w", name, err)
+	}
+	if err := s.checkBudget(int64(cfg.Width)*int64(cfg.Height), 1); err != nil {
+		return nil, err
+	}
+	if _, err := s.decodeOne(ctx, data, s.modelImageSize()); err != nil {
+		return nil, fmt.Errorf("image%s: %w", name, err)
 	}
 	f, err := s.store.AddFeedback(checkpoints.Feedback{Label: label, Image: data})
 	if err != nil {

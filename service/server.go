@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 const (
 	DefaultMaxRequestBytes   = 32 << 20
 	DefaultMaxImages         = 64
+	DefaultMaxRequestPixels  = 100_000_000
 	DefaultMaxConcurrentJobs = 1
 	DefaultLatencyWindow     = 1024
 	DefaultTopK              = 5
@@ -57,6 +59,13 @@ type Options struct {
 	MaxRequestBytes int
 	// MaxImages caps the images of one Classify request. Default 64.
 	MaxImages int
+	// MaxRequestPixels caps the pixels that the images of one Classify or
+	// feedback request declare in their headers, all together; a request
+	// over it is refused before any image is decoded. Default 100
+	// megapixels (a decoded image takes 4 bytes a pixel; the images are
+	// decoded one at a time, so this bounds a request's work more than its
+	// memory). Each image is also limited to dataset.MaxPixels.
+	MaxRequestPixels int
 	// MaxConcurrentJobs is how many training jobs run at once; others wait
 	// queued. Default 1 (a CPU box has no cores to spare for more).
 	MaxConcurrentJobs int
@@ -109,6 +118,9 @@ type Server struct {
 	tel      *telemetry
 	export   *exporter // nil unless ExportDir is set
 
+	// decodeSlots bounds the images decoded at once, server-wide.
+	decodeSlots chan struct{}
+
 	// ctx is the server's own context: loading and training jobs run on it,
 	// not on the RPC that started them. Close cancels it and waits for wg.
 	ctx    context.Context
@@ -157,6 +169,9 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxImages <= 0 {
 		opts.MaxImages = DefaultMaxImages
 	}
+	if opts.MaxRequestPixels <= 0 {
+		opts.MaxRequestPixels = DefaultMaxRequestPixels
+	}
 	if opts.MaxConcurrentJobs <= 0 {
 		opts.MaxConcurrentJobs = DefaultMaxConcurrentJobs
 	}
@@ -184,6 +199,9 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts: opts, log: opts.Logger, store: opts.Store, backend: opts.Backend,
 		variants: map[string]*variant{}, health: health.NewServer(),
+		// Decoding is CPU-bound: more at once than there are cores gains
+		// nothing and multiplies the memory of decoded images.
+		decodeSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	for _, name := range opts.Variants {
 		cfg, err := model.LookupVariant(name)
