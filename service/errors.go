@@ -19,6 +19,7 @@ var (
 	errNotFound     = errors.New("not found")
 	errJobRunning   = errors.New("a job is running")
 	errNotReady     = errors.New("not ready")
+	errLoadFailed   = errors.New("failed to load")
 	errTooLarge     = errors.New("too large")
 	errNoDataset    = errors.New("no dataset")
 	errShuttingDown = errors.New("server is shutting down")
@@ -35,6 +36,7 @@ var codeTable = []struct {
 	{errNotFound, codes.NotFound},
 	{errJobRunning, codes.FailedPrecondition},
 	{errNotReady, codes.Unavailable},
+	{errLoadFailed, codes.FailedPrecondition}, // retrying does not help
 	{errTooLarge, codes.ResourceExhausted},
 	{errNoDataset, codes.FailedPrecondition},
 	{errShuttingDown, codes.Unavailable},

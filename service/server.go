@@ -272,6 +272,10 @@ func (s *Server) Start() {
 				v := s.variants[name]
 				start := time.Now()
 				if err := s.load(s.ctx, v); err != nil {
+					if s.ctx.Err() != nil {
+						v.setStatus(flowerdpb.ModelStatus_MODEL_STATUS_LOADING, "not loaded: the server is shutting down")
+						return
+					}
 					s.log.Error("load variant", "variant", name, "err", err)
 					v.setStatus(flowerdpb.ModelStatus_MODEL_STATUS_FAILED, err.Error())
 					continue
@@ -288,9 +292,25 @@ func (s *Server) Start() {
 		if s.ctx.Err() != nil {
 			return
 		}
+		// Overall health turns SERVING even if a variant failed: the others
+		// answer, and a restart would not mend a corrupt store (see
+		// deploy/k8s/README.md). The failed variant's own health stays
+		// NOT_SERVING and its calls are FailedPrecondition saying why.
 		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 		s.health.SetServingStatus(flowerdpb.FlowerdService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-		s.log.Info("all variants loaded", "variants", len(s.order), "took", time.Since(begin).Round(time.Millisecond))
+		var failed []string
+		for _, name := range s.order {
+			if _, st, _, _ := s.variants[name].snapshot(); st == flowerdpb.ModelStatus_MODEL_STATUS_FAILED {
+				failed = append(failed, name)
+			}
+		}
+		took := time.Since(begin).Round(time.Millisecond)
+		if len(failed) > 0 {
+			s.log.Error("variants failed to load; serving the others", "failed", strings.Join(failed, ","),
+				"loaded", len(s.order)-len(failed), "took", took)
+			return
+		}
+		s.log.Info("all variants loaded", "variants", len(s.order), "took", took)
 	}()
 }
 
@@ -413,16 +433,21 @@ func (s *Server) lookup(name string) ([]*variant, error) {
 	return []*variant{v}, nil
 }
 
-// ready returns v's model, or Unavailable while it loads.
+// ready returns v's model: Unavailable while it loads, FailedPrecondition
+// if it failed to load (retrying does not help until the cause is fixed and
+// the server restarted).
 func (s *Server) ready(v *variant) (*model.Model, error) {
 	m, st, msg, _ := v.snapshot()
-	if m == nil {
-		if st == flowerdpb.ModelStatus_MODEL_STATUS_FAILED {
-			return nil, fmt.Errorf("%w: %s failed to load: %s", errNotReady, v.cfg.Name, msg)
-		}
-		return nil, fmt.Errorf("%w: %s is still loading (%s); retry shortly", errNotReady, v.cfg.Name, msg)
+	switch {
+	case m != nil:
+		return m, nil
+	case s.ctx.Err() != nil:
+		return nil, fmt.Errorf("%w: %s was not loaded", errShuttingDown, v.cfg.Name)
+	case st == flowerdpb.ModelStatus_MODEL_STATUS_FAILED:
+		return nil, fmt.Errorf("%w: %s: %s; this server will not serve it: fix the cause (the server log has the details) and restart the server",
+			errLoadFailed, v.cfg.Name, msg)
 	}
-	return m, nil
+	return nil, fmt.Errorf("%w: %s is still loading (%s); retry shortly", errNotReady, v.cfg.Name, msg)
 }
 
 // ListModels describes every variant.
