@@ -65,6 +65,7 @@ var codeTable = []struct {
 	{dataset.ErrEmptyClass, codes.FailedPrecondition},
 	{dataset.ErrTooFewImages, codes.FailedPrecondition},
 	{dataset.ErrUnknownClass, codes.FailedPrecondition},
+	{dataset.ErrUnreadable, codes.FailedPrecondition},
 
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"weak"
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -406,6 +408,9 @@ func (s *Server) Close(ctx context.Context) error {
 	defer s.tel.registration.Unregister()
 	s.health.Shutdown()
 	s.jobs.shutdown()
+	s.datasets.mu.Lock()
+	s.datasets.closed = true // no load starts after this: wg.Wait below is safe
+	s.datasets.mu.Unlock()
 	s.cancel()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -590,20 +595,38 @@ func (s *Server) setServingVersion(req *flowerdpb.SetServingVersionRequest) (*fl
 	return &flowerdpb.SetServingVersionResponse{Model: info}, nil
 }
 
-// datasetCache loads each dataset directory once.
+// maxOtherDatasets is how many datasets besides the server's default the
+// cache keeps once nothing uses them. A full-size dataset is about 200 MB.
+const maxOtherDatasets = 1
+
+// datasetCache loads each dataset directory once, on the server's context,
+// and keeps the default dataset and the maxOtherDatasets most recently used
+// others. Entries are keyed by absolute, cleaned path, so "/d/f17",
+// "/d/f17/" and "/d//f17" share one copy.
 type datasetCache struct {
-	mu    sync.Mutex
-	byDir map[string]*datasetEntry
+	mu      sync.Mutex
+	closed  bool // the server is closing: start no load
+	entries map[string]*datasetEntry
+	tick    uint64
+	// evicted remembers the datasets dropped from entries while something
+	// (a training job, an evaluation) may still hold them: asked for
+	// again, one still alive is reused rather than loaded a second time.
+	evicted map[string]weak.Pointer[dataset.Dataset]
 }
 
+// datasetEntry is one directory's dataset, loaded or loading.
 type datasetEntry struct {
-	once sync.Once
+	done chan struct{} // closed when the load has ended; then ds or err is set
 	ds   *dataset.Dataset
 	err  error
+	used uint64 // datasetCache.tick when last asked for
 }
 
-// dataset returns the dataset at dir (the server's default when empty),
-// loading it on first use.
+// dataset returns the dataset at dir (the server's default when empty). The
+// first call for a directory starts loading it in the background on the
+// server's context, so a caller that gives up does not fail the others
+// waiting for it; each waits until the load ends or its own ctx is done. A
+// failed load is not kept: the next call tries again.
 func (s *Server) dataset(ctx context.Context, dir string) (*dataset.Dataset, error) {
 	if dir == "" {
 		dir = s.opts.DatasetDir
@@ -611,33 +634,138 @@ func (s *Server) dataset(ctx context.Context, dir string) (*dataset.Dataset, err
 	if dir == "" {
 		return nil, fmt.Errorf("%w: the server has no default dataset; start it with -dataset (FLOWERD_DATASET) or name dataset_dir in the request", errNoDataset)
 	}
-	s.datasets.mu.Lock()
-	if s.datasets.byDir == nil {
-		s.datasets.byDir = map[string]*datasetEntry{}
+	key, err := datasetKey(dir)
+	if err != nil {
+		return nil, err
 	}
-	e, ok := s.datasets.byDir[dir]
-	if !ok {
-		e = &datasetEntry{}
-		s.datasets.byDir[dir] = e
+	e, err := s.datasetEntry(key)
+	if err != nil {
+		return nil, err
 	}
-	s.datasets.mu.Unlock()
-	e.once.Do(func() {
-		o := s.opts.Dataset
-		o.Dir = dir
-		o.ImageSize = s.modelImageSize()
-		o.Logger = s.log
-		e.ds, e.err = dataset.Load(ctx, o)
-	})
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for dataset %s: %w", key, ctx.Err())
+	}
 	if e.err != nil {
-		// Do not cache a failure: the next request retries.
-		s.datasets.mu.Lock()
-		if s.datasets.byDir[dir] == e {
-			delete(s.datasets.byDir, dir)
+		if err := ctx.Err(); err != nil { // e.g. a job stopped with the server
+			return nil, fmt.Errorf("wait for dataset %s: %w", key, err)
 		}
-		s.datasets.mu.Unlock()
 		return nil, e.err // names the directory and what is wrong with it
 	}
 	return e.ds, nil
+}
+
+// datasetKey is the cache key of dir: its absolute, cleaned path.
+func datasetKey(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("%w: dataset directory %q: %v", errInvalid, dir, err)
+	}
+	return abs, nil
+}
+
+// datasetEntry returns the cache entry of key, starting its load if there
+// is none.
+func (s *Server) datasetEntry(key string) (*datasetEntry, error) {
+	c := &s.datasets
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[string]*datasetEntry{}
+		c.evicted = map[string]weak.Pointer[dataset.Dataset]{}
+	}
+	c.tick++
+	if e, ok := c.entries[key]; ok {
+		e.used = c.tick
+		return e, nil
+	}
+	if ds := c.evicted[key].Value(); ds != nil {
+		delete(c.evicted, key)
+		e := &datasetEntry{done: make(chan struct{}), ds: ds, used: c.tick}
+		close(e.done)
+		c.entries[key] = e
+		s.trimDatasetsLocked()
+		return e, nil
+	}
+	if c.closed {
+		return nil, fmt.Errorf("%w: not loading dataset %s", errShuttingDown, key)
+	}
+	e := &datasetEntry{done: make(chan struct{}), used: c.tick}
+	c.entries[key] = e
+	s.wg.Add(1) // under c.mu, before Close's Wait: Close sets c.closed first
+	go func() {
+		defer s.wg.Done()
+		s.loadDataset(key, e)
+	}()
+	return e, nil
+}
+
+// loadDataset loads the dataset of key into e on the server's context.
+func (s *Server) loadDataset(key string, e *datasetEntry) {
+	o := s.opts.Dataset
+	o.Dir = key
+	o.ImageSize = s.modelImageSize()
+	o.Logger = s.log
+	start := time.Now()
+	ds, err := dataset.Load(s.ctx, o)
+	if err != nil && s.ctx.Err() != nil {
+		err = fmt.Errorf("%w: loading dataset %s stopped: %w", errShuttingDown, key, err)
+	}
+	c := &s.datasets
+	c.mu.Lock()
+	e.ds, e.err = ds, err
+	close(e.done)
+	if err != nil {
+		if c.entries[key] == e {
+			delete(c.entries, key) // not kept: the next call retries
+		}
+	} else {
+		s.trimDatasetsLocked()
+	}
+	c.mu.Unlock()
+	if err != nil {
+		s.log.Warn("load dataset", "dir", key, "err", err)
+		return
+	}
+	s.log.Info("dataset loaded", "dir", key, "train", ds.Len(dataset.Train), "val", ds.Len(dataset.Val),
+		"test", ds.Len(dataset.Test), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// trimDatasetsLocked drops the least recently used loaded datasets other
+// than the default until at most maxOtherDatasets others are kept. A
+// dropped one that something still uses stays reachable through evicted.
+func (s *Server) trimDatasetsLocked() {
+	c := &s.datasets
+	def := ""
+	if s.opts.DatasetDir != "" {
+		def, _ = datasetKey(s.opts.DatasetDir)
+	}
+	for k, w := range c.evicted {
+		if w.Value() == nil {
+			delete(c.evicted, k)
+		}
+	}
+	for {
+		others, oldest := 0, ""
+		for k, e := range c.entries {
+			if k == def {
+				continue
+			}
+			others++
+			if e.ds == nil { // loading: not droppable yet
+				continue
+			}
+			if oldest == "" || e.used < c.entries[oldest].used {
+				oldest = k
+			}
+		}
+		if others <= maxOtherDatasets || oldest == "" {
+			return
+		}
+		c.evicted[oldest] = weak.Make(c.entries[oldest].ds)
+		delete(c.entries, oldest)
+	}
 }
 
 func (s *Server) modelImageSize() int {
