@@ -61,6 +61,10 @@ func (s *Server) classify(ctx context.Context, req *flowerdpb.ClassifyRequest) (
 		if err == nil {
 			span.SetAttributes(AttrVersion.Int64(r.version), AttrBatchSize.Int(r.batch))
 		}
+		if err != nil && ctx.Err() == nil && s.serveCtx.Err() != nil {
+			// Close cut the pass short: the server's doing, not the caller's.
+			err = fmt.Errorf("%w: %w", errShuttingDown, err)
+		}
 		endSpan(span, err)
 		if err != nil {
 			return nil, fmt.Errorf("classify with %s: %w", v.cfg.Name, err)

@@ -124,10 +124,14 @@ type Server struct {
 	decodeSlots chan struct{}
 
 	// ctx is the server's own context: loading and training jobs run on it,
-	// not on the RPC that started them. Close cancels it and waits for wg.
+	// not on the RPC that started them. BeginShutdown cancels it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// serveCtx runs the batchers that answer Classify. Close cancels it,
+	// after the calls in flight have drained, and waits for wg.
+	serveCtx    context.Context
+	stopServing context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 // variant is one served variant.
@@ -221,6 +225,7 @@ func New(opts Options) (*Server, error) {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(flowerdpb.FlowerdService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.serveCtx, s.stopServing = context.WithCancel(context.Background())
 	s.jobs = newJobs(s)
 	tel, err := newTelemetry(s, opts.TracerProvider, opts.MeterProvider)
 	if err != nil {
@@ -356,7 +361,7 @@ func (s *Server) load(ctx context.Context, v *variant) error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		b.run(s.ctx)
+		b.run(s.serveCtx)
 	}()
 	v.mu.Lock()
 	v.m, v.batcher, v.status, v.message = m, b, flowerdpb.ModelStatus_MODEL_STATUS_READY, msg
@@ -400,18 +405,31 @@ func (s *Server) loadVersion(name string, version uint64, m *model.Model) error 
 	return m.Publish(int64(version))
 }
 
-// Close stops the server's work: it cancels running jobs (their last
-// finished epoch stays checkpointed; they are recorded as interrupted) and
-// waits for them and for loading, at most until ctx is done. It does not
-// close the store.
-func (s *Server) Close(ctx context.Context) error {
-	defer s.tel.registration.Unregister()
+// BeginShutdown starts stopping the server and returns at once: health
+// turns NOT_SERVING, Train is refused, running and queued jobs are cancelled
+// (their finished epochs stay checkpointed; they are recorded as
+// interrupted), and loading, following and exporting stop. Classify keeps
+// answering, the calls already queued for a forward pass included, so that
+// the gRPC server's GracefulStop can drain them. On shutdown call
+// BeginShutdown, then GracefulStop, then Close: jobs take longest to stop,
+// so they stop while the calls drain.
+func (s *Server) BeginShutdown() {
 	s.health.Shutdown()
 	s.jobs.shutdown()
 	s.datasets.mu.Lock()
-	s.datasets.closed = true // no load starts after this: wg.Wait below is safe
+	s.datasets.closed = true // no load starts after this: Close can wait for wg
 	s.datasets.mu.Unlock()
 	s.cancel()
+}
+
+// Close stops the server's work: it begins the shutdown if BeginShutdown has
+// not, stops answering Classify (a call still waiting is Unavailable), and
+// waits for jobs, loading and the forward passes to stop, at most until ctx
+// is done. It does not close the store.
+func (s *Server) Close(ctx context.Context) error {
+	defer s.tel.registration.Unregister()
+	s.BeginShutdown()
+	s.stopServing()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

@@ -252,11 +252,11 @@ func run(c config) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 	defer cancel()
-	// Jobs first (they stop within a training step and are recorded as
-	// interrupted), then drain the calls in flight.
-	if err := srv.Close(ctx); err != nil {
-		log.Warn("shutdown", "err", err)
-	}
+	// Jobs take longest to stop (up to a training step; they are recorded
+	// as interrupted): cancel them first, and while they stop, drain the
+	// calls in flight, Classify calls queued for a forward pass included.
+	// Then stop inference and wait for the jobs, all within the timeout.
+	srv.BeginShutdown()
 	drained := make(chan struct{})
 	go func() { gs.GracefulStop(); close(drained) }()
 	select {
@@ -264,6 +264,9 @@ func run(c config) error {
 	case <-ctx.Done():
 		log.Warn("shutdown deadline: cancelling the calls still in flight")
 		gs.Stop()
+	}
+	if err := srv.Close(ctx); err != nil {
+		log.Warn("shutdown", "err", err)
 	}
 	if err := <-serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return err
