@@ -22,6 +22,8 @@ type RunConfig struct {
 	Seed               int64
 	DatasetFingerprint string
 	Backend            string
+	FromVersion        uint64 // the checkpoint version the run started from; 0: fresh weights
+	FromRun            string // the run that wrote FromVersion, when known
 }
 
 // Outcome is how a run ended; the empty Outcome means it has not ended.
@@ -56,6 +58,7 @@ type Epoch struct {
 	WallTime     time.Duration
 	ImagesPerSec float64
 	Time         time.Time // when the epoch ended
+	Version      uint64    // the checkpoint version written for this epoch; 0: none
 }
 
 type runRecord struct {
@@ -68,6 +71,8 @@ type runRecord struct {
 	Seed               int64         `json:"seed"`
 	DatasetFingerprint string        `json:"dataset_fingerprint,omitempty"`
 	Backend            string        `json:"backend,omitempty"`
+	FromVersion        uint64        `json:"from_version,omitempty"`
+	FromRun            string        `json:"from_run,omitempty"`
 	StartedAt          time.Time     `json:"started_at"`
 	Outcome            Outcome       `json:"outcome,omitempty"`
 	Reason             string        `json:"reason,omitempty"`
@@ -81,6 +86,7 @@ func toRunRecord(r Run) runRecord {
 		Epochs: r.Config.Epochs, BatchSize: r.Config.BatchSize,
 		LearningRate: jfloat(r.Config.LearningRate), Momentum: jfloat(r.Config.Momentum),
 		Seed: r.Config.Seed, DatasetFingerprint: r.Config.DatasetFingerprint, Backend: r.Config.Backend,
+		FromVersion: r.Config.FromVersion, FromRun: r.Config.FromRun,
 		StartedAt: r.StartedAt, Outcome: r.Outcome, Reason: r.Reason,
 		FinishedAt: r.FinishedAt, TotalTime: r.TotalTime,
 	}
@@ -93,6 +99,7 @@ func (r runRecord) run() Run {
 			Epochs: r.Epochs, BatchSize: r.BatchSize,
 			LearningRate: float64(r.LearningRate), Momentum: float64(r.Momentum),
 			Seed: r.Seed, DatasetFingerprint: r.DatasetFingerprint, Backend: r.Backend,
+			FromVersion: r.FromVersion, FromRun: r.FromRun,
 		},
 		StartedAt: r.StartedAt, Outcome: r.Outcome, Reason: r.Reason,
 		FinishedAt: r.FinishedAt, TotalTime: r.TotalTime,
@@ -108,6 +115,7 @@ type epochRecord struct {
 	WallTime     time.Duration `json:"wall_time_ns"`
 	ImagesPerSec jfloat        `json:"images_per_sec"`
 	Time         time.Time     `json:"time"`
+	Version      uint64        `json:"version,omitempty"`
 }
 
 func runKey(id string) []byte { return []byte(pRun + id) }
@@ -309,7 +317,7 @@ func (s *Store) AddEpoch(runID string, e Epoch) error {
 	rec := epochRecord{
 		Epoch: e.Epoch, Loss: jfloat(e.Loss), Accuracy: jfloat(e.Accuracy),
 		ValLoss: jfloat(e.ValLoss), ValAccuracy: jfloat(e.ValAccuracy),
-		WallTime: e.WallTime, ImagesPerSec: jfloat(e.ImagesPerSec), Time: e.Time,
+		WallTime: e.WallTime, ImagesPerSec: jfloat(e.ImagesPerSec), Time: e.Time, Version: e.Version,
 	}
 	err := s.update(func(txn *badger.Txn) error {
 		if _, err := txn.Get(runKey(runID)); errors.Is(err, badger.ErrKeyNotFound) {
@@ -353,7 +361,7 @@ func (s *Store) History(runID string) ([]Epoch, error) {
 			out = append(out, Epoch{
 				Epoch: r.Epoch, Loss: float64(r.Loss), Accuracy: float64(r.Accuracy),
 				ValLoss: float64(r.ValLoss), ValAccuracy: float64(r.ValAccuracy),
-				WallTime: r.WallTime, ImagesPerSec: float64(r.ImagesPerSec), Time: r.Time,
+				WallTime: r.WallTime, ImagesPerSec: float64(r.ImagesPerSec), Time: r.Time, Version: r.Version,
 			})
 		}
 		return nil

@@ -11,7 +11,8 @@ import (
 func TestRunsNewestFirst(t *testing.T) {
 	s := openT(t, t.TempDir(), testOptions(t))
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	cfg := RunConfig{Epochs: 30, BatchSize: 64, LearningRate: 0.01, Momentum: 0.9, Seed: 42, DatasetFingerprint: "sha256:abc", Backend: "xla:cpu"}
+	cfg := RunConfig{Epochs: 30, BatchSize: 64, LearningRate: 0.01, Momentum: 0.9, Seed: 42, DatasetFingerprint: "sha256:abc", Backend: "xla:cpu",
+		FromVersion: 7, FromRun: "r0"}
 	for _, r := range []Run{
 		{ID: "r1", Variant: "a", StartedAt: t0, Config: cfg},
 		{ID: "r2", Variant: "b", StartedAt: t0.Add(time.Second), Config: cfg},
@@ -115,7 +116,8 @@ func TestHistory(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	ep := func(n int, loss float64) Epoch {
 		return Epoch{Epoch: n, Loss: loss, Accuracy: 0.1 * float64(n), ValLoss: loss + 1, ValAccuracy: 0.05 * float64(n),
-			WallTime: time.Duration(n) * time.Second, ImagesPerSec: 100 + float64(n), Time: t0.Add(time.Duration(n) * time.Minute)}
+			WallTime: time.Duration(n) * time.Second, ImagesPerSec: 100 + float64(n), Time: t0.Add(time.Duration(n) * time.Minute),
+			Version: uint64(n % 3)} // 0 for some: an epoch without a checkpoint
 	}
 	// Out of order, epoch 256 (big-endian order differs from string
 	// order), a diverged epoch, and one recorded twice.
@@ -139,7 +141,7 @@ func TestHistory(t *testing.T) {
 		g, w := got[i], want[i]
 		sameLoss := g.Loss == w.Loss || (math.IsNaN(g.Loss) && math.IsNaN(w.Loss))
 		if g.Epoch != w.Epoch || !sameLoss || g.Accuracy != w.Accuracy || g.ValAccuracy != w.ValAccuracy ||
-			g.WallTime != w.WallTime || g.ImagesPerSec != w.ImagesPerSec || !g.Time.Equal(w.Time) ||
+			g.WallTime != w.WallTime || g.ImagesPerSec != w.ImagesPerSec || !g.Time.Equal(w.Time) || g.Version != w.Version ||
 			(g.ValLoss != w.ValLoss && !math.IsNaN(w.ValLoss)) {
 			t.Errorf("History[%d] = %+v; want %+v", i, g, w)
 		}

@@ -73,6 +73,7 @@ func (s *Server) runToPB(r checkpoints.Run) (*flowerdpb.Run, error) {
 	pr := &flowerdpb.Run{RunId: r.ID, Variant: r.Variant, Outcome: outcome, Reason: r.Reason,
 		StartedAt: timestamppb.New(r.StartedAt), TotalSeconds: r.TotalTime.Seconds(),
 		DatasetFingerprint: r.Config.DatasetFingerprint, Backend: r.Config.Backend,
+		FromVersion: int64(r.Config.FromVersion), FromRun: r.Config.FromRun,
 		Config: &flowerdpb.TrainRequest{Variant: r.Variant, Epochs: int32(r.Config.Epochs), BatchSize: int32(r.Config.BatchSize),
 			LearningRate: r.Config.LearningRate, Momentum: r.Config.Momentum, Seed: r.Config.Seed}}
 	for _, e := range epochs {

@@ -19,10 +19,13 @@ import (
 	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
 )
 
-// Training request limits.
+// Training request limits. A training batch's activations are kept for the
+// backward pass: model1 at batch 64 peaks near 16 GB resident on the go
+// backend, so 128 is the most a large machine takes; the whole training
+// split is about 1000 images anyway.
 const (
 	maxEpochs    = 10000
-	maxBatchSize = 1024
+	maxBatchSize = 128
 )
 
 // jobs runs training jobs: at most one per variant, at most
@@ -147,7 +150,8 @@ func trainDefaults(req *flowerdpb.TrainRequest) (*flowerdpb.TrainRequest, error)
 		cfg.BatchSize = model.DefaultBatchSize
 	}
 	if cfg.BatchSize < 1 || cfg.BatchSize > maxBatchSize {
-		return nil, fmt.Errorf("%w: batch_size %d: want 1 to %d (0 means %d)", errInvalid, cfg.BatchSize, maxBatchSize, model.DefaultBatchSize)
+		return nil, fmt.Errorf("%w: batch_size %d: want 1 to %d (0 means %d); training memory grows with the batch, model1 needs about 16 GB at 64",
+			errInvalid, cfg.BatchSize, maxBatchSize, model.DefaultBatchSize)
 	}
 	if cfg.LearningRate == 0 {
 		cfg.LearningRate = model.DefaultLearningRate
@@ -172,44 +176,73 @@ func trainDefaults(req *flowerdpb.TrainRequest) (*flowerdpb.TrainRequest, error)
 }
 
 // start creates and launches one job per variant, all or none: a variant
-// that already has a job refuses the whole request.
+// that already has a job (or an operation such as a pin) refuses the whole
+// request. Every variant is claimed in one critical section per variant
+// before any record is written, so nothing can slip in between the check
+// and the claim; if a record cannot be written, no job starts.
 func (js *jobs) start(link trace.Link, vs []*variant, cfg *flowerdpb.TrainRequest) ([]*job, error) {
 	js.mu.Lock()
 	defer js.mu.Unlock()
 	if js.closed {
 		return nil, errShuttingDown
 	}
+	claim := &job{id: "(starting)"}
+	var claimed []*variant
+	release := func() {
+		for _, v := range claimed {
+			v.mu.Lock()
+			if v.job == claim {
+				v.job = nil
+			}
+			v.mu.Unlock()
+		}
+	}
 	for _, v := range vs {
 		v.mu.Lock()
 		busy := v.job
+		if busy == nil {
+			v.job = claim
+		}
 		v.mu.Unlock()
 		if busy != nil {
+			release()
 			return nil, fmt.Errorf("%w: %s already has job %s; cancel it (CancelJob) or wait for it to end", errJobRunning, v.cfg.Name, busy.id)
 		}
+		claimed = append(claimed, v)
 	}
 	var started []*job
 	for _, v := range vs {
 		c := proto.Clone(cfg).(*flowerdpb.TrainRequest)
 		c.Variant = v.cfg.Name
 		raw, err := proto.Marshal(c)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			var rec checkpoints.Job
+			rec, err = js.s.store.CreateJob(checkpoints.Job{Kind: "train", Variant: v.cfg.Name, Request: raw})
+			if err == nil {
+				ctx, cancel := context.WithCancel(js.s.ctx)
+				started = append(started, &job{id: rec.ID, v: v, config: c, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+					link: link, created: rec.CreatedAt, updated: rec.CreatedAt, state: flowerdpb.JobState_JOB_STATE_QUEUED,
+					subs: map[chan *flowerdpb.WatchJobResponse]struct{}{}})
+			}
 		}
-		rec, err := js.s.store.CreateJob(checkpoints.Job{Kind: "train", Variant: v.cfg.Name, Request: raw})
 		if err != nil {
+			for _, j := range started {
+				j.cancel()
+				if _, uerr := js.s.store.UpdateJob(j.id, checkpoints.JobFailed, "not started: recording another job of the request failed", ""); uerr != nil {
+					js.s.log.Error("record unstarted job", "job", j.id, "err", uerr)
+				}
+			}
+			release()
 			return nil, fmt.Errorf("record job: %w", err)
 		}
-		ctx, cancel := context.WithCancel(js.s.ctx)
-		j := &job{id: rec.ID, v: v, config: c, ctx: ctx, cancel: cancel, done: make(chan struct{}), link: link,
-			created: rec.CreatedAt, updated: rec.CreatedAt, state: flowerdpb.JobState_JOB_STATE_QUEUED,
-			subs: map[chan *flowerdpb.WatchJobResponse]struct{}{}}
-		v.mu.Lock()
-		v.job = j
-		v.mu.Unlock()
+	}
+	for _, j := range started {
+		j.v.mu.Lock()
+		j.v.job = j
+		j.v.mu.Unlock()
 		js.live[j.id] = j
 		js.s.wg.Add(1)
 		go js.run(j)
-		started = append(started, j)
 	}
 	return started, nil
 }
@@ -235,6 +268,7 @@ func (js *jobs) run(j *job) {
 	s := js.s
 	defer s.wg.Done()
 	defer close(j.done)
+	defer j.cancel() // detach the job's context from the server's once it ends
 	var err error
 	select {
 	case js.slots <- struct{}{}:
@@ -314,11 +348,20 @@ func (s *Server) runJob(j *job) (err error) {
 	// Train on the weights that are served (a cancelled job may have left
 	// the training state elsewhere), or on fresh ones.
 	served := m.Served().Version()
+	var from uint64 // the version the run continues; 0: fresh weights
+	var fromRun string
 	switch {
 	case cfg.GetFromScratch() || served == 0:
 		err = m.Reset(cfg.GetSeed())
 	default:
-		err = s.readState(v.cfg.Name, uint64(served), m)
+		from = uint64(served)
+		err = s.readState(v.cfg.Name, from, m)
+		if err == nil {
+			var man checkpoints.Manifest
+			if man, err = s.store.Manifest(v.cfg.Name, from); err == nil {
+				fromRun = man.RunID
+			}
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("prepare training state: %w", err)
@@ -326,6 +369,7 @@ func (s *Server) runJob(j *job) (err error) {
 	run, err := s.store.CreateRun(checkpoints.Run{Variant: v.cfg.Name, Config: checkpoints.RunConfig{
 		Epochs: int(cfg.GetEpochs()), BatchSize: int(cfg.GetBatchSize()), LearningRate: cfg.GetLearningRate(),
 		Momentum: cfg.GetMomentum(), Seed: cfg.GetSeed(), DatasetFingerprint: ds.Fingerprint(), Backend: s.backend.Name(),
+		FromVersion: from, FromRun: fromRun,
 	}})
 	if err != nil {
 		return fmt.Errorf("record run: %w", err)
@@ -349,19 +393,29 @@ func (s *Server) runJob(j *job) (err error) {
 				AttrAccuracy.Float64(met.Accuracy), AttrValLoss.Float64(met.ValLoss), AttrValAccuracy.Float64(met.ValAccuracy),
 				AttrImagesPerSec.Float64(met.ImagesPerSec)))
 		s.tel.trainSpeed.Record(ctx, met.ImagesPerSec, metric.WithAttributes(AttrVariant.String(v.cfg.Name)))
+		// The epoch's record is written before its checkpoint commits: a
+		// crash between the two leaves a recorded epoch without a
+		// checkpoint, which the resumed run records again (history readers
+		// keep the newer), never a checkpoint whose epoch is missing from
+		// the history.
+		record := func(version uint64) error {
+			if err := s.store.AddEpoch(run.ID, checkpoints.Epoch{Epoch: met.Epoch, Loss: met.Loss, Accuracy: met.Accuracy,
+				ValLoss: met.ValLoss, ValAccuracy: met.ValAccuracy, WallTime: met.WallTime, ImagesPerSec: met.ImagesPerSec,
+				Time: time.Now(), Version: version}); err != nil {
+				return fmt.Errorf("record epoch: %w", err)
+			}
+			return nil
+		}
 		var version int64
 		var err error
 		if cfg.GetPublish() == flowerdpb.PublishPolicy_PUBLISH_POLICY_EACH_EPOCH || done == int(cfg.GetEpochs()) {
-			version, err = s.checkpoint(ectx, v.cfg.Name, run.ID, e)
+			version, err = s.checkpoint(ectx, v.cfg.Name, run.ID, e, record)
+		} else {
+			err = record(0)
 		}
 		endSpan(es, err)
 		if err != nil {
 			return err
-		}
-		if err := s.store.AddEpoch(run.ID, checkpoints.Epoch{Epoch: met.Epoch, Loss: met.Loss, Accuracy: met.Accuracy,
-			ValLoss: met.ValLoss, ValAccuracy: met.ValAccuracy, WallTime: met.WallTime, ImagesPerSec: met.ImagesPerSec,
-			Time: time.Now()}); err != nil {
-			return fmt.Errorf("record epoch: %w", err)
 		}
 		j.epochDone(epochToPB(met, version), met.WallTime)
 		return nil
@@ -380,8 +434,9 @@ func (s *Server) readState(name string, version uint64, m *model.Model) error {
 }
 
 // checkpoint stores the epoch's training state as a new version and, unless
-// the variant's served version is pinned, serves it.
-func (s *Server) checkpoint(ctx context.Context, name, runID string, e model.EpochEnd) (_ int64, err error) {
+// the variant's served version is pinned, serves it. record is called with
+// the version once the state is written, before it commits.
+func (s *Server) checkpoint(ctx context.Context, name, runID string, e model.EpochEnd, record func(version uint64) error) (_ int64, err error) {
 	met := e.Metrics
 	ctx, span := s.tel.tracer.Start(ctx, "checkpoint write", trace.WithAttributes(AttrVariant.String(name), AttrEpoch.Int(met.Epoch)))
 	defer func() { endSpan(span, err) }()
@@ -395,8 +450,13 @@ func (s *Server) checkpoint(ctx context.Context, name, runID string, e model.Epo
 		w.Abort()
 		return 0, fmt.Errorf("checkpoint: %w", err)
 	}
+	if err := record(w.Version()); err != nil {
+		w.Abort()
+		return 0, err
+	}
 	man, err := w.Commit()
 	if err != nil {
+		w.Abort() // frees the chunks written so far now, not at the next Open
 		return 0, fmt.Errorf("checkpoint: %w", err)
 	}
 	took := time.Since(start)
@@ -569,8 +629,12 @@ func (s *Server) jobRecordToPB(rec checkpoints.Job) *flowerdpb.Job {
 
 // ListJobs lists jobs, newest first.
 func (s *Server) ListJobs(ctx context.Context, req *flowerdpb.ListJobsRequest) (*flowerdpb.ListJobsResponse, error) {
-	if v := req.GetVariant(); v != "" {
-		if _, err := s.one(v); err != nil {
+	variant := req.GetVariant()
+	if variant == "all" {
+		variant = ""
+	}
+	if variant != "" {
+		if _, err := s.one(variant); err != nil {
 			return nil, s.toStatus(ctx, "ListJobs", err)
 		}
 	}
@@ -581,7 +645,7 @@ func (s *Server) ListJobs(ctx context.Context, req *flowerdpb.ListJobsRequest) (
 	slices.SortFunc(recs, func(a, b checkpoints.Job) int { return b.CreatedAt.Compare(a.CreatedAt) })
 	resp := &flowerdpb.ListJobsResponse{}
 	for _, rec := range recs {
-		if req.GetVariant() != "" && rec.Variant != req.GetVariant() {
+		if variant != "" && rec.Variant != variant {
 			continue
 		}
 		if j := s.jobs.get(rec.ID); j != nil {
@@ -658,7 +722,7 @@ func epochToPB(met model.EpochMetrics, version int64) *flowerdpb.EpochMetrics {
 func storedEpochToPB(e checkpoints.Epoch) *flowerdpb.EpochMetrics {
 	return &flowerdpb.EpochMetrics{Epoch: int32(e.Epoch), Loss: e.Loss, Accuracy: e.Accuracy,
 		ValLoss: e.ValLoss, ValAccuracy: e.ValAccuracy, EpochSeconds: e.WallTime.Seconds(),
-		ImagesPerSec: e.ImagesPerSec, Time: timestamppb.New(e.Time)}
+		ImagesPerSec: e.ImagesPerSec, Time: timestamppb.New(e.Time), Version: int64(e.Version)}
 }
 
 func versionInfo(m checkpoints.Manifest) *flowerdpb.Version {

@@ -11,6 +11,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -165,7 +166,9 @@ func (c *studyCmd) train(ctx context.Context, e *env, models []*flowerdpb.Model)
 			_, epochs := lineage(runs)
 			vals = valAccuracies(epochs)
 			if len(epochs) >= c.epochs || plateaued(vals, c.patience) {
-				fmt.Fprintf(e.out, "%s: %d epochs in the store, %s; not training\n", m.GetName(), len(epochs), stopReason(vals, c.patience, c.epochs))
+				if !e.json {
+					fmt.Fprintf(e.out, "%s: %d epochs in the store, %s; not training\n", m.GetName(), len(epochs), stopReason(vals, c.patience, c.epochs))
+				}
 				continue
 			}
 			// Resume from the served version and keep the run's order.
@@ -173,6 +176,13 @@ func (c *studyCmd) train(ctx context.Context, e *env, models []*flowerdpb.Model)
 		}
 		started, err := e.c.Train(ctx, req)
 		if err != nil {
+			// Half a study is no study: stop the jobs this one started,
+			// which nobody would watch or stop at their plateau.
+			for _, j := range jobs {
+				if _, cerr := e.c.Cancel(ctx, j.GetId()); cerr != nil && status.Code(cerr) != codes.FailedPrecondition {
+					err = errors.Join(err, fmt.Errorf("cancel job %s of %s: %w", j.GetId(), j.GetVariant(), cerr))
+				}
+			}
 			return err
 		}
 		for _, j := range started {
@@ -187,7 +197,9 @@ func (c *studyCmd) train(ctx context.Context, e *env, models []*flowerdpb.Model)
 		return nil
 	}
 	if err := c.watch(ctx, e, jobs, prior); err != nil {
-		fmt.Fprintln(e.out, "study: the finished epochs are in the store; flowerctl study -skip-train writes the report from them")
+		if !e.json {
+			fmt.Fprintln(e.out, "study: the finished epochs are in the store; flowerctl study -skip-train writes the report from them")
+		}
 		return err
 	}
 	return nil
@@ -386,32 +398,55 @@ func probeImage() []byte {
 
 // lineage picks a variant's study run out of its runs (newest first): the
 // newest run with epochs and, while its first epoch is not 1 (it resumed),
-// the older runs it continued (the one whose last epoch is just before
-// it). It returns them oldest first, with their epochs in order.
+// the run it continued: the one named by its from_run, whose epochs from
+// the resumed run's first on are dropped (a crash can record an epoch whose
+// checkpoint never committed; the resumed run records it again); or, for
+// runs recorded before from_run existed, the newest older run whose last
+// epoch is just before it. It returns them oldest first, with their epochs
+// in order.
 func lineage(runs []*flowerdpb.Run) ([]*flowerdpb.Run, []*flowerdpb.EpochMetrics) {
-	var chain []*flowerdpb.Run
-	next := int32(0) // the first epoch of the run after the one sought; 0: any
+	byID := make(map[string]*flowerdpb.Run, len(runs))
 	for _, r := range runs {
-		es := r.GetEpochs()
-		if len(es) == 0 {
-			continue
-		}
-		if next != 0 && es[len(es)-1].GetEpoch() != next-1 {
-			continue
-		}
-		chain = append(chain, r)
-		next = es[0].GetEpoch()
+		byID[r.GetRunId()] = r
+	}
+	var chain []*flowerdpb.Run            // newest first
+	var parts [][]*flowerdpb.EpochMetrics // each chain run's epochs it contributes
+	i := slices.IndexFunc(runs, func(r *flowerdpb.Run) bool { return len(r.GetEpochs()) > 0 })
+	if i < 0 {
+		return nil, nil
+	}
+	cur, es := runs[i], runs[i].GetEpochs()
+	for {
+		chain, parts = append(chain, cur), append(parts, es)
+		next := es[0].GetEpoch() // the first epoch of cur's part
 		if next <= 1 {
 			break
 		}
+		var prev *flowerdpb.Run
+		if id := cur.GetFromRun(); id != "" {
+			prev = byID[id]
+			if prev == nil || slices.Contains(chain, prev) {
+				break // not among the runs read, or a loop: the lineage ends here
+			}
+			es = slices.DeleteFunc(slices.Clone(prev.GetEpochs()), func(e *flowerdpb.EpochMetrics) bool { return e.GetEpoch() >= next })
+		} else {
+			for _, r := range runs[i+1:] {
+				if pe := r.GetEpochs(); len(pe) > 0 && pe[len(pe)-1].GetEpoch() == next-1 {
+					prev, es = r, pe
+					break
+				}
+			}
+		}
+		if prev == nil || len(es) == 0 {
+			break
+		}
+		cur, i = prev, slices.Index(runs, prev)
 	}
 	var epochs []*flowerdpb.EpochMetrics
-	for i := len(chain) - 1; i >= 0; i-- {
-		epochs = append(epochs, chain[i].GetEpochs()...)
+	for j := len(chain) - 1; j >= 0; j-- {
+		epochs = append(epochs, parts[j]...)
 	}
-	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
-		chain[i], chain[j] = chain[j], chain[i]
-	}
+	slices.Reverse(chain)
 	return chain, epochs
 }
 

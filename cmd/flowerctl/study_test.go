@@ -93,6 +93,7 @@ func TestLineage(t *testing.T) {
 		}
 		return r
 	}
+	from := func(r *flowerdpb.Run, id string) *flowerdpb.Run { r.FromRun = id; return r }
 	tests := []struct {
 		name string
 		runs []*flowerdpb.Run // newest first
@@ -104,6 +105,12 @@ func TestLineage(t *testing.T) {
 		{"resumed twice", []*flowerdpb.Run{run("c", 6, 8), run("b", 3, 5), run("a", 1, 2), run("z", 1, 4)}, []string{"a", "b", "c"}, 8},
 		{"empty runs skipped", []*flowerdpb.Run{run("x", 1, 0), run("c", 4, 5), run("y", 1, 0), run("b", 1, 3)}, []string{"b", "c"}, 5},
 		{"gap: a run of another lineage", []*flowerdpb.Run{run("c", 4, 5), run("b", 1, 2), run("a", 1, 3)}, []string{"a", "c"}, 5},
+		// from_run names the run continued; its epochs from the resumed
+		// run's first on (recorded before a crash) are dropped.
+		{"from_run, overlap after a crash", []*flowerdpb.Run{from(run("c", 5, 6), "b"), run("b", 1, 5)}, []string{"b", "c"}, 6},
+		{"from_run over the guess", []*flowerdpb.Run{from(run("c", 4, 5), "a"), run("b", 1, 3), run("a", 1, 3)}, []string{"a", "c"}, 5},
+		{"from_run twice", []*flowerdpb.Run{from(run("c", 7, 8), "b"), from(run("b", 3, 7), "a"), run("a", 1, 4)}, []string{"a", "b", "c"}, 8},
+		{"from_run not read", []*flowerdpb.Run{from(run("c", 4, 5), "gone"), run("b", 1, 3)}, []string{"c"}, 2},
 	}
 	for _, tc := range tests {
 		runs, epochs := lineage(tc.runs)
@@ -274,6 +281,47 @@ func TestStudy(t *testing.T) {
 	}
 	if n := len(twoRuns.FindAllString(section(resumed, studyRunsHeading), -1)); n != len(variants) {
 		t.Errorf("resumed runs table\n%s\nwant %d variants of two runs each, tested at version 2", section(resumed, studyRunsHeading), len(variants))
+	}
+
+	// A variant already training makes the study fail, and the jobs it
+	// started before that are cancelled, not left running unwatched.
+	c, err := clients.Dial(t.Context(), servicetest.Target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before := map[string]string{} // each variant's newest job before the study
+	for _, v := range variants[:2] {
+		jobs, err := c.Jobs(t.Context(), v)
+		if err != nil || len(jobs) == 0 {
+			t.Fatalf("Jobs(%s) = %d jobs, %v; want the resumed study's", v, len(jobs), err)
+		}
+		before[v] = jobs[0].GetId()
+	}
+	busy, err := c.Train(t.Context(), &flowerdpb.TrainRequest{Variant: variants[2], Epochs: 1000, BatchSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cancel(t.Context(), busy[0].GetId())
+	var stdout, stderr bytes.Buffer
+	a := &app{stdout: &stdout, stderr: &stderr, client: opts, getenv: func(string) string { return "" }}
+	args := []string{"-addr", servicetest.Target, "study", "-epochs", "50", "-batch-size", "8", "-out", filepath.Join(t.TempDir(), "busy")}
+	if code := a.main(t.Context(), args); code == 0 {
+		t.Fatalf("flowerctl %q exited 0 while %s was training; want a failure", args, variants[2])
+	}
+	if !strings.Contains(stderr.String(), busy[0].GetId()) {
+		t.Errorf("stderr %q; want it to name the running job %s", stderr.String(), busy[0].GetId())
+	}
+	for _, v := range variants[:2] {
+		jobs, err := c.Jobs(t.Context(), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if jobs[0].GetId() == before[v] {
+			t.Errorf("%s has no new job; want the study to have started one before it met the busy %s", v, variants[2])
+		} else if st := jobs[0].GetState(); st != flowerdpb.JobState_JOB_STATE_CANCELLED {
+			t.Errorf("%s's newest job %s is %v after the study failed; want it cancelled", v, jobs[0].GetId(), st)
+		}
 	}
 }
 

@@ -1187,7 +1187,7 @@ func (x *GetJobResponse) GetJob() *Job {
 
 type ListJobsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only this variant's jobs; "" for all.
+	// Only this variant's jobs; "" or "all" for all.
 	Variant       string `protobuf:"bytes,1,opt,name=variant,proto3" json:"variant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2417,8 +2417,12 @@ type Run struct {
 	Epochs             []*EpochMetrics        `protobuf:"bytes,8,rep,name=epochs,proto3" json:"epochs,omitempty"`
 	DatasetFingerprint string                 `protobuf:"bytes,9,opt,name=dataset_fingerprint,json=datasetFingerprint,proto3" json:"dataset_fingerprint,omitempty"`
 	Backend            string                 `protobuf:"bytes,10,opt,name=backend,proto3" json:"backend,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The checkpoint version the run started from; 0: fresh (seeded) weights.
+	FromVersion int64 `protobuf:"varint,11,opt,name=from_version,json=fromVersion,proto3" json:"from_version,omitempty"`
+	// The run that wrote from_version, when known: the run this one continues.
+	FromRun       string `protobuf:"bytes,12,opt,name=from_run,json=fromRun,proto3" json:"from_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -2517,6 +2521,20 @@ func (x *Run) GetDatasetFingerprint() string {
 func (x *Run) GetBackend() string {
 	if x != nil {
 		return x.Backend
+	}
+	return ""
+}
+
+func (x *Run) GetFromVersion() int64 {
+	if x != nil {
+		return x.FromVersion
+	}
+	return 0
+}
+
+func (x *Run) GetFromRun() string {
+	if x != nil {
+		return x.FromRun
 	}
 	return ""
 }
@@ -2985,7 +3003,7 @@ const file_flowerd_v1_flowerd_proto_rawDesc = "" +
 	"\x11GetHistoryRequest\x12\x18\n" +
 	"\avariant\x18\x01 \x01(\tR\avariant\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x19\n" +
-	"\bmax_runs\x18\x03 \x01(\x05R\amaxRuns\"\xf7\x02\n" +
+	"\bmax_runs\x18\x03 \x01(\x05R\amaxRuns\"\xb5\x03\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x18\n" +
 	"\avariant\x18\x02 \x01(\tR\avariant\x120\n" +
@@ -2998,7 +3016,9 @@ const file_flowerd_v1_flowerd_proto_rawDesc = "" +
 	"\x06epochs\x18\b \x03(\v2\x18.flowerd.v1.EpochMetricsR\x06epochs\x12/\n" +
 	"\x13dataset_fingerprint\x18\t \x01(\tR\x12datasetFingerprint\x12\x18\n" +
 	"\abackend\x18\n" +
-	" \x01(\tR\abackend\"9\n" +
+	" \x01(\tR\abackend\x12!\n" +
+	"\ffrom_version\x18\v \x01(\x03R\vfromVersion\x12\x19\n" +
+	"\bfrom_run\x18\f \x01(\tR\afromRun\"9\n" +
 	"\x12GetHistoryResponse\x12#\n" +
 	"\x04runs\x18\x01 \x03(\v2\x0f.flowerd.v1.RunR\x04runs\"\x18\n" +
 	"\x16CompareVariantsRequest\"\xf1\x04\n" +
