@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -100,7 +102,11 @@ func (s *Server) exportVersion(name string, version uint64) error {
 		return err
 	}
 	final := filepath.Join(dir, strconv.FormatUint(version, 10)+stateSuffix)
-	if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
+	same, err := s.sameAsStored(final, name, version)
+	if err != nil {
+		return err
+	}
+	if !same {
 		r, err := s.store.OpenVersion(name, version)
 		if err != nil {
 			return err
@@ -118,6 +124,32 @@ func (s *Server) exportVersion(name string, version uint64) error {
 		return err
 	}
 	return pruneExported(dir, version)
+}
+
+// sameAsStored reports whether the file at path holds exactly the stored
+// version: a file of that name from an earlier store (its version numbers
+// start again at 1 when the store is recreated but the export volume is
+// kept) must be replaced, not served.
+func (s *Server) sameAsStored(path, name string, version uint64) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	man, err := s.store.Manifest(name, version)
+	if err != nil {
+		return false, err
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != man.Size {
+		return false, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false, err
+	}
+	return hex.EncodeToString(h.Sum(nil)) == man.SHA256, nil
 }
 
 // writeFileAtomic writes path through a temporary file, synced, then renamed.

@@ -24,6 +24,16 @@ func TestFollower(t *testing.T) {
 	}
 	ctx := context.Background()
 	export := t.TempDir()
+	// A state file left by an earlier store under the same version number
+	// (the store was recreated, the export volume kept): it must be
+	// replaced, not served.
+	if err := os.MkdirAll(filepath.Join(export, "model2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stale := []byte("the state of an earlier store's version 1")
+	if err := os.WriteFile(filepath.Join(export, "model2", "1"+stateSuffix), stale, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	small := model.Options{ImageSize: 67}
 	trainer := startServer(t, t.TempDir(), []string{"model2"}, Options{ExportDir: export, Model: small})
 	defer trainer.stop(t)
