@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/tensors"
-	gmx "github.com/gomlx/gomlx/ml/model"
 
 	"github.com/flowerd/flowerd/model/dataset"
 )
@@ -217,7 +217,9 @@ func (m *Model) Train(ctx context.Context, ds *dataset.Dataset, o TrainOptions, 
 			ImagesPerSec: rows / trainTime.Seconds(),
 		}
 		if ds.Len(dataset.Val) > 0 {
-			ev, err := m.evaluate(ctx, m.evalExec, ds, dataset.Val, o.EvalBatchSize)
+			ev, err := m.evaluate(ctx, func(shape shapes.Shape, images []float32, n, classes int) ([][]float32, error) {
+				return runInference(m.evalExec, shape, images, n, classes) // the training side's own executable
+			}, ds, dataset.Val, o.EvalBatchSize)
 			if err != nil {
 				return fmt.Errorf("train %s epoch %d: validate: %w", m.variant.Name, m.progress.Epoch, err)
 			}
@@ -273,9 +275,13 @@ func (m *Model) Evaluate(ctx context.Context, ds *dataset.Dataset, split dataset
 		batchSize = 32
 	}
 	s := m.Served()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ev, err := m.evaluate(ctx, s.exec, ds, split, batchSize)
+	// One batch at a time holds the weights' executable, so Classify waits
+	// for at most one batch, not for the whole split.
+	ev, err := m.evaluate(ctx, func(shape shapes.Shape, images []float32, n, classes int) ([][]float32, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return runInference(s.exec, shape, images, n, classes)
+	}, ds, split, batchSize)
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +289,10 @@ func (m *Model) Evaluate(ctx context.Context, ds *dataset.Dataset, split dataset
 	return ev, nil
 }
 
-func (m *Model) evaluate(ctx context.Context, exec *gmx.Exec, ds *dataset.Dataset, split dataset.Split, batchSize int) (*Evaluation, error) {
+// evaluate measures a split with infer, which runs one batch (runInference
+// on an executable, holding whatever lock it needs).
+func (m *Model) evaluate(ctx context.Context, infer func(shape shapes.Shape, images []float32, n, classes int) ([][]float32, error),
+	ds *dataset.Dataset, split dataset.Split, batchSize int) (*Evaluation, error) {
 	k := len(m.opts.Classes)
 	ev := &Evaluation{Split: split.String(), Confusion: make([][]int, k), PerClass: make([]float64, k)}
 	for i := range ev.Confusion {
@@ -296,7 +305,7 @@ func (m *Model) evaluate(ctx context.Context, exec *gmx.Exec, ds *dataset.Datase
 	start := time.Now()
 	var top5 int
 	for b := range batches {
-		probs, err := runInference(exec, m.inputShape(len(b.Labels)), b.Images, len(b.Labels), k)
+		probs, err := infer(m.inputShape(len(b.Labels)), b.Images, len(b.Labels), k)
 		if err != nil {
 			return nil, err
 		}
