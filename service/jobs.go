@@ -20,9 +20,9 @@ import (
 )
 
 // Training request limits. A training batch's activations are kept for the
-// backward pass: model1 at batch 64 peaks near 16 GB resident on the go
-// backend, so 128 is the most a large machine takes; the whole training
-// split is about 1000 images anyway.
+// backward pass: a server of all five variants peaked near 16 GB resident
+// while model1 trained at batch 64 on the go backend, so 128 is the most a
+// large machine takes; the whole training split is about 1000 images anyway.
 const (
 	maxEpochs    = 10000
 	maxBatchSize = 128
@@ -150,7 +150,7 @@ func trainDefaults(req *flowerdpb.TrainRequest) (*flowerdpb.TrainRequest, error)
 		cfg.BatchSize = model.DefaultBatchSize
 	}
 	if cfg.BatchSize < 1 || cfg.BatchSize > maxBatchSize {
-		return nil, fmt.Errorf("%w: batch_size %d: want 1 to %d (0 means %d); training memory grows with the batch, model1 needs about 16 GB at 64",
+		return nil, fmt.Errorf("%w: batch_size %d: want 1 to %d (0 means %d); training memory grows with the batch (the server peaks near 16 GB while model1 trains at 64)",
 			errInvalid, cfg.BatchSize, maxBatchSize, model.DefaultBatchSize)
 	}
 	if cfg.LearningRate == 0 {

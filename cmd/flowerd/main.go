@@ -34,24 +34,25 @@ import (
 
 // config is every setting of the server.
 type config struct {
-	addr            string
-	dataDir         string
-	dataset         string
-	split           [3]int
-	backend         string
-	variants        string
-	maxRequestBytes int
-	maxJobs         int
-	batchMax        int
-	loadParallelism int
-	exportDir       string
-	followDir       string
-	followInterval  time.Duration
-	batchWait       time.Duration
-	shutdownTimeout time.Duration
-	logLevel        string
-	traceStdout     bool
-	healthProbe     bool
+	addr             string
+	dataDir          string
+	dataset          string
+	split            [3]int
+	backend          string
+	variants         string
+	maxRequestBytes  int
+	maxRequestPixels int
+	maxJobs          int
+	batchMax         int
+	loadParallelism  int
+	exportDir        string
+	followDir        string
+	followInterval   time.Duration
+	batchWait        time.Duration
+	shutdownTimeout  time.Duration
+	logLevel         string
+	traceStdout      bool
+	healthProbe      bool
 }
 
 func main() {
@@ -106,6 +107,12 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("FLOWERD_MAX_REQUEST_BYTES: %w", err)
 	}
 	fs.IntVar(&c.maxRequestBytes, "max-request-bytes", maxBytes, "largest request accepted, in bytes (FLOWERD_MAX_REQUEST_BYTES)")
+	maxPixels, err := strconv.Atoi(env("FLOWERD_MAX_REQUEST_PIXELS", strconv.Itoa(service.DefaultMaxRequestPixels)))
+	if err != nil {
+		return c, fmt.Errorf("FLOWERD_MAX_REQUEST_PIXELS: %w", err)
+	}
+	fs.IntVar(&c.maxRequestPixels, "max-request-pixels", maxPixels,
+		"most pixels the images of one Classify or feedback call may declare in all, checked before decoding (FLOWERD_MAX_REQUEST_PIXELS)")
 	maxJobs, err := strconv.Atoi(env("FLOWERD_MAX_JOBS", strconv.Itoa(service.DefaultMaxConcurrentJobs)))
 	if err != nil {
 		return c, fmt.Errorf("FLOWERD_MAX_JOBS: %w", err)
@@ -221,7 +228,7 @@ func run(c config) error {
 	srv, err := service.New(service.Options{
 		Backend: backend, Store: store, DatasetDir: c.dataset, Variants: strings.Split(c.variants, ","),
 		Dataset:         dataset.Options{TrainPerClass: c.split[0], ValPerClass: c.split[1], TestPerClass: c.split[2]},
-		MaxRequestBytes: c.maxRequestBytes, MaxConcurrentJobs: c.maxJobs, Logger: log,
+		MaxRequestBytes: c.maxRequestBytes, MaxRequestPixels: c.maxRequestPixels, MaxConcurrentJobs: c.maxJobs, Logger: log,
 		MaxBatch: c.batchMax, MaxWait: c.batchWait, LoadParallelism: c.loadParallelism,
 		ExportDir: c.exportDir, FollowDir: c.followDir, FollowInterval: c.followInterval,
 	})
