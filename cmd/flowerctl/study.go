@@ -135,9 +135,10 @@ func (c *studyCmd) run(ctx context.Context, e *env) error {
 	if err := os.WriteFile(filepath.Join(c.out, studyFigure), fig.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("study: %w", err)
 	}
+	_, err = os.Stat(filepath.Join(c.out, studyNotes))
 	var rep bytes.Buffer
 	writeStudyReport(&rep, studyReport{rows: rows, backend: models.GetBackend(), command: c.commandLine(),
-		patience: c.patience, host: hostInfo()})
+		patience: c.patience, host: hostInfo(), notes: err == nil})
 	report := filepath.Join(c.out, studyReportFile)
 	if err := os.WriteFile(report, rep.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("study: %w", err)

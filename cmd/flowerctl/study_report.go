@@ -21,6 +21,10 @@ import (
 const (
 	studyReportFile = "README.md"
 	studyFigure     = "figure2.png"
+	// studyNotes is a hand-written companion of the report in the same
+	// folder (what the numbers mean, caveats); the report links it when it
+	// exists and never writes it, so regenerating keeps it.
+	studyNotes = "NOTES.md"
 )
 
 // The report's section headings; the test compares the sections that come
@@ -156,6 +160,7 @@ type studyReport struct {
 	command  string
 	patience int
 	host     host
+	notes    bool // studyNotes exists beside the report
 }
 
 // host is the machine flowerctl runs on.
@@ -197,6 +202,9 @@ func writeStudyReport(w io.Writer, rep studyReport) {
 	p("Generated %s by `%s`. Every number below comes from the server: the store's\n", time.Now().UTC().Format(time.RFC3339), rep.command)
 	p("training histories and the test-split evaluation of each variant's last checkpoint;\n")
 	p("`flowerctl study -skip-train` regenerates it from the store (only the serving table is measured anew).\n\n")
+	if rep.notes {
+		p("What these numbers do and do not show, written by hand: [%s](%s).\n\n", studyNotes, studyNotes)
+	}
 
 	p("%s\n\n", studyResultsHeading)
 	p("Test top-1 and top-5 are of the weights after each variant's last epoch, on the held-out test split,\n")

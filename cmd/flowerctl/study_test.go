@@ -258,12 +258,31 @@ func TestStudy(t *testing.T) {
 		t.Errorf("setup section\n%s\nwant the go backend", section(first, studySetupHeading))
 	}
 
-	// From the store alone: the same tables and findings.
-	again := study(t, filepath.Join(t.TempDir(), "again"), "-skip-train")
+	if strings.Contains(first, studyNotes) {
+		t.Errorf("report links %s, which does not exist", studyNotes)
+	}
+
+	// From the store alone: the same tables and findings; hand-written
+	// notes beside the report are linked and left as they are.
+	againDir := filepath.Join(t.TempDir(), "again")
+	notes := []byte("# Notes\n\nWritten by hand.\n")
+	if err := os.MkdirAll(againDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(againDir, studyNotes), notes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again := study(t, againDir, "-skip-train")
 	for _, h := range []string{studyResultsHeading, studyComparisonHeading, studyRunsHeading} {
 		if a, b := section(first, h), section(again, h); a != b {
 			t.Errorf("-skip-train wrote %s\n%s\nwant what the training run wrote:\n%s", h, b, a)
 		}
+	}
+	if !strings.Contains(again, "]("+studyNotes+")") {
+		t.Errorf("report beside %s does not link it:\n%s", studyNotes, again)
+	}
+	if got, err := os.ReadFile(filepath.Join(againDir, studyNotes)); err != nil || !bytes.Equal(got, notes) {
+		t.Errorf("%s after the report = %q, %v; want it untouched", studyNotes, got, err)
 	}
 
 	// Resumed up to 2 epochs: one more epoch per variant, in a second run
