@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -107,27 +108,19 @@ func (s *Server) compare(v *variant) (*flowerdpb.VariantComparison, error) {
 	if m != nil {
 		row.Parameters = int64(m.NumParameters())
 	}
-	runs, err := s.store.Runs(cfg.Name, 0)
+	var served int64
+	if m != nil {
+		served = m.Served().Version()
+	}
+	epochs, err := s.servedLineage(cfg.Name, served)
 	if err != nil {
 		return nil, err
 	}
-	// Runs come newest first; the last validation accuracy is the newest
-	// epoch's.
-	lastSet := false
-	for _, r := range runs {
-		epochs, err := s.store.History(r.ID)
-		if err != nil {
-			return nil, err
-		}
-		for i := len(epochs) - 1; i >= 0; i-- {
-			e := epochs[i]
-			row.Epochs++
-			row.TotalTrainSeconds += e.WallTime.Seconds()
-			row.BestValAccuracy = max(row.BestValAccuracy, e.ValAccuracy)
-			if !lastSet {
-				row.LastValAccuracy, lastSet = e.ValAccuracy, true
-			}
-		}
+	for _, e := range epochs {
+		row.Epochs++
+		row.TotalTrainSeconds += e.WallTime.Seconds()
+		row.BestValAccuracy = max(row.BestValAccuracy, e.ValAccuracy)
+		row.LastValAccuracy = e.ValAccuracy
 	}
 	if row.Epochs > 0 {
 		row.MeanEpochSeconds = row.TotalTrainSeconds / float64(row.Epochs)
@@ -144,4 +137,49 @@ func (s *Server) compare(v *variant) (*flowerdpb.VariantComparison, error) {
 	n, p50, p95, p99 := v.latency.percentiles()
 	row.ClassifySamples, row.ClassifyP50Ms, row.ClassifyP95Ms, row.ClassifyP99Ms = int32(n), p50, p95, p99
 	return row, nil
+}
+
+// servedLineage returns the epochs that produced version of variant name,
+// oldest first: those of the run that wrote it, up to its epoch, preceded by
+// those of the runs it continued (each up to where the next resumed). Other
+// runs (a from-scratch run that was not kept, a cancelled experiment) cost
+// nothing the served weights owe. Version 0 (initial weights) has none; a
+// run recorded before runs named their origin ends the walk.
+func (s *Server) servedLineage(name string, version int64) ([]checkpoints.Epoch, error) {
+	if version <= 0 {
+		return nil, nil
+	}
+	man, err := s.store.Manifest(name, uint64(version))
+	if errors.Is(err, checkpoints.ErrNotFound) {
+		return nil, nil // a follower serves versions its own store does not hold
+	} else if err != nil {
+		return nil, err
+	}
+	var parts [][]checkpoints.Epoch // newest run first
+	runID, upTo := man.RunID, man.Epoch
+	seen := map[string]bool{}
+	for runID != "" && !seen[runID] {
+		seen[runID] = true
+		run, err := s.store.Run(runID)
+		if errors.Is(err, checkpoints.ErrNotFound) {
+			break
+		} else if err != nil {
+			return nil, err
+		}
+		epochs, err := s.store.History(runID)
+		if err != nil {
+			return nil, err
+		}
+		epochs = slices.DeleteFunc(epochs, func(e checkpoints.Epoch) bool { return e.Epoch > upTo })
+		if len(epochs) == 0 {
+			break
+		}
+		parts = append(parts, epochs)
+		runID, upTo = run.Config.FromRun, epochs[0].Epoch-1
+	}
+	var out []checkpoints.Epoch
+	for i := len(parts) - 1; i >= 0; i-- {
+		out = append(out, parts[i]...)
+	}
+	return out, nil
 }

@@ -2625,7 +2625,9 @@ type VariantComparison struct {
 	PoolStrides    []int32                `protobuf:"varint,2,rep,packed,name=pool_strides,json=poolStrides,proto3" json:"pool_strides,omitempty"`
 	Regularization string                 `protobuf:"bytes,3,opt,name=regularization,proto3" json:"regularization,omitempty"`
 	Parameters     int64                  `protobuf:"varint,4,opt,name=parameters,proto3" json:"parameters,omitempty"`
-	// Training cost over all recorded runs of the served lineage.
+	// Training cost of the served weights: the epochs of the run that wrote
+	// the served version, up to it, and of the runs it continued (resumed
+	// from); other runs of the variant are not counted.
 	Epochs            int32   `protobuf:"varint,5,opt,name=epochs,proto3" json:"epochs,omitempty"`
 	TotalTrainSeconds float64 `protobuf:"fixed64,6,opt,name=total_train_seconds,json=totalTrainSeconds,proto3" json:"total_train_seconds,omitempty"`
 	MeanEpochSeconds  float64 `protobuf:"fixed64,7,opt,name=mean_epoch_seconds,json=meanEpochSeconds,proto3" json:"mean_epoch_seconds,omitempty"`
