@@ -58,6 +58,7 @@ type job struct {
 	state      flowerdpb.JobState
 	errMsg     string
 	runID      string
+	runStarted time.Time // when the run was recorded: its total time counts from here, not from the queue
 	epochsDone int32
 	last       *flowerdpb.EpochMetrics
 	epochSecs  float64 // sum over this job's epochs
@@ -293,7 +294,7 @@ func (js *jobs) run(j *job) {
 		s.log.Error("training job failed", "job", j.id, "variant", j.v.cfg.Name, "err", err)
 	}
 	j.mu.Lock()
-	runID, total := j.runID, time.Since(j.created)
+	runID, total := j.runID, time.Since(j.runStarted)
 	j.mu.Unlock()
 	if runID != "" {
 		if _, ferr := s.store.FinishRun(runID, outcome, reason, total); ferr != nil {
@@ -375,7 +376,7 @@ func (s *Server) runJob(j *job) (err error) {
 		return fmt.Errorf("record run: %w", err)
 	}
 	j.mu.Lock()
-	j.runID = run.ID
+	j.runID, j.runStarted = run.ID, run.StartedAt
 	j.mu.Unlock()
 	span.SetAttributes(AttrRunID.String(run.ID))
 	if _, err := s.store.UpdateJob(j.id, checkpoints.JobRunning, "", run.ID); err != nil {

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/flowerd/flowerd/model"
 	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
@@ -73,5 +74,37 @@ func TestCompareServedLineage(t *testing.T) {
 	if row := compare(); row.GetEpochs() != 1 || row.GetTotalTrainSeconds() != runB.GetEpochs()[0].GetEpochSeconds() {
 		t.Errorf("pinned version 3: %d epochs, %v s; want run B's epoch, %v s",
 			row.GetEpochs(), row.GetTotalTrainSeconds(), runB.GetEpochs()[0].GetEpochSeconds())
+	}
+}
+
+// TestRunTimeExcludesQueue checks that a run's total time starts when it
+// starts training, not when its job was queued behind another.
+func TestRunTimeExcludesQueue(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains two networks: skipped under -short")
+	}
+	ctx := context.Background()
+	h := startServer(t, t.TempDir(), []string{"model2", "model3"}, Options{Model: model.Options{ImageSize: 67}, MaxConcurrentJobs: 1})
+	defer h.stop(t)
+	resp, err := h.client.Train(ctx, &flowerdpb.TrainRequest{Variant: "all", Epochs: 2, BatchSize: 8})
+	if err != nil || len(resp.GetJobs()) != 2 {
+		t.Fatalf("Train(all) = %v, %v; want two jobs", resp, err)
+	}
+	for _, j := range resp.GetJobs() {
+		if job := waitJob(t, h, j.GetId()); job.GetState() != flowerdpb.JobState_JOB_STATE_COMPLETED {
+			t.Fatalf("job = %v; want COMPLETED", job)
+		}
+	}
+	for _, v := range []string{"model2", "model3"} {
+		hist, err := h.client.GetHistory(ctx, &flowerdpb.GetHistoryRequest{Variant: v})
+		if err != nil || len(hist.GetRuns()) != 1 {
+			t.Fatalf("GetHistory(%s) = %v, %v", v, hist, err)
+		}
+		r := hist.GetRuns()[0]
+		// Not a timing bound: the run cannot have lasted longer than the
+		// time since it started, which a queued job's wait would exceed.
+		if since := time.Since(r.GetStartedAt().AsTime()).Seconds(); r.GetTotalSeconds() > since {
+			t.Errorf("%s's run took %.1f s by its record, but started only %.1f s ago: the queue was counted", v, r.GetTotalSeconds(), since)
+		}
 	}
 }
