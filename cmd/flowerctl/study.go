@@ -42,6 +42,7 @@ hyperparameters unless flags say otherwise, a checkpoint per epoch), watches
 the jobs, evaluates each variant's last checkpoint on the held-out TEST split,
 measures Classify latency with -probes calls per variant, and writes -out/README.md
 (the study's table, test top-1/top-5 with 95% Wilson score intervals, the
+validation accuracy each variant reached in equal training time, the
 point-by-point comparison with the study's conclusions, hardware and versions)
 and -out/figure2.png. Every number comes from the server: the store's histories
 and checkpoints and the evaluations of those checkpoints, so -skip-train

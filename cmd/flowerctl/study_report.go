@@ -31,6 +31,7 @@ const (
 // from the store between a run and its -skip-train regeneration.
 const (
 	studyResultsHeading    = "## Results"
+	studyEqualTimeHeading  = "## At equal training time"
 	studyComparisonHeading = "## Against the study's conclusions"
 	studyServingHeading    = "## Serving cost (measured now)"
 	studyRunsHeading       = "## Runs"
@@ -113,6 +114,24 @@ func (r *studyRow) best() (acc float64, epoch int) {
 		return 0, 0
 	}
 	return r.epochs[b].GetValAccuracy(), b + 1
+}
+
+// bestWithin looks at the epochs r finished within secs seconds of training
+// (their times added up): n of them, the best validation accuracy among them
+// and the epoch it came at (0 when even the first epoch took longer).
+func (r *studyRow) bestWithin(secs float64) (acc float64, epoch, n int) {
+	var t float64
+	for i, e := range r.epochs {
+		t += e.GetEpochSeconds()
+		if t > secs*(1+1e-9) { // the budget's own sum may round differently
+			break
+		}
+		n++
+		if epoch == 0 || e.GetValAccuracy() > acc {
+			acc, epoch = e.GetValAccuracy(), i+1
+		}
+	}
+	return acc, epoch, n
 }
 
 func (r *studyRow) valNoise() (float64, bool) { return diffStd(valAccuracies(r.epochs)) }
@@ -236,6 +255,8 @@ func writeStudyReport(w io.Writer, rep studyReport) {
 	}
 	p("\n")
 
+	writeEqualTime(w, rep.rows)
+
 	p("%s\n\n", studyComparisonHeading)
 	p("Jaggedness of a curve is the standard deviation of its epoch-to-epoch changes (it needs three epochs).\n")
 	p("Intervals are 95%% Wilson score intervals; where two overlap, the test split cannot tell the variants apart.\n\n")
@@ -292,6 +313,38 @@ func writeStudyReport(w io.Writer, rep studyReport) {
 	p("- flowerctl: %s, %s\n", h.goVersion, h.module)
 	p("- Command: `%s`\n", rep.command)
 	p("- Budget: up to -epochs per variant; with -patience %d a variant stops once its best validation accuracy has not improved for that many epochs (0: no early stop).\n", rep.patience)
+}
+
+// writeEqualTime writes what each variant's validation accuracy was after
+// as much training time as the variant that trained least: the comparison
+// per epoch favours a variant whose epochs cost more.
+func writeEqualTime(w io.Writer, rows []*studyRow) {
+	var trained []*studyRow
+	for _, r := range rows {
+		if len(r.epochs) > 0 {
+			trained = append(trained, r)
+		}
+	}
+	if len(trained) < 2 {
+		return
+	}
+	least := slices.MinFunc(trained, func(a, b *studyRow) int { return cmp.Compare(a.trainSeconds(), b.trainSeconds()) })
+	budget := least.trainSeconds()
+	fmt.Fprintf(w, "%s\n\n", studyEqualTimeHeading)
+	fmt.Fprintf(w, "An epoch of one variant costs more than one of another, so the study's per-epoch comparison is not\n")
+	fmt.Fprintf(w, "one at equal cost. Here every variant gets %s of training, what %s (the least trained in total)\n", seconds(budget), least.variant)
+	fmt.Fprintf(w, "had: its best validation accuracy within that time, and the epoch it came at.\n\n")
+	fmt.Fprintf(w, "| variant | s/epoch | epochs within %s | best val acc within (epoch) | best val acc overall (epoch) |\n|---|---|---|---|---|\n", seconds(budget))
+	for _, r := range trained {
+		acc, at, n := r.bestWithin(budget)
+		within := "- (its first epoch took longer)"
+		if at > 0 {
+			within = fmt.Sprintf("%s (%d)", f3(acc), at)
+		}
+		bacc, bat := r.best()
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s (%d) |\n", r.variant, f1(r.epochSeconds()), n, within, f3(bacc), bat)
+	}
+	fmt.Fprintf(w, "\n")
 }
 
 // finding is one of the study's conclusions and what our data say of it.

@@ -236,7 +236,7 @@ func TestStudy(t *testing.T) {
 			}
 		}
 	}
-	for _, h := range []string{studyComparisonHeading, studyServingHeading, studyRunsHeading, studySetupHeading} {
+	for _, h := range []string{studyEqualTimeHeading, studyComparisonHeading, studyServingHeading, studyRunsHeading, studySetupHeading} {
 		if section(first, h) == "" {
 			t.Errorf("report has no %q section:\n%s", h, first)
 		}
@@ -273,7 +273,7 @@ func TestStudy(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := study(t, againDir, "-skip-train")
-	for _, h := range []string{studyResultsHeading, studyComparisonHeading, studyRunsHeading} {
+	for _, h := range []string{studyResultsHeading, studyEqualTimeHeading, studyComparisonHeading, studyRunsHeading} {
 		if a, b := section(first, h), section(again, h); a != b {
 			t.Errorf("-skip-train wrote %s\n%s\nwant what the training run wrote:\n%s", h, b, a)
 		}
@@ -392,5 +392,50 @@ func TestStudyFindings(t *testing.T) {
 	}
 	if v := studyFindings(study)[2].verdict; !strings.Contains(v, "About 0.79 holds") {
 		t.Errorf("model2 at 134/170: %q; want about 0.79 to hold", v)
+	}
+}
+
+// TestEqualTime checks the equal-training-time table on made-up epochs:
+// every variant gets the least trained variant's total time.
+func TestEqualTime(t *testing.T) {
+	row := func(name string, secs float64, vals ...float64) *studyRow {
+		r := &studyRow{variant: name}
+		for i, v := range vals {
+			r.epochs = append(r.epochs, &flowerdpb.EpochMetrics{Epoch: int32(i + 1), ValAccuracy: v, EpochSeconds: secs})
+		}
+		return r
+	}
+	rows := []*studyRow{
+		row("model1", 100, 0.2, 0.5, 0.4, 0.7),                                 // 400 s; 3 epochs within 300 s, best 0.5 at 2
+		row("model2", 30, 0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.6), // 300 s: the budget
+		row("model3", 400, 0.9),                                                // its one epoch takes longer than the budget
+		row("model4", 0),                                                       // untrained: left out
+	}
+	if acc, at, n := rows[0].bestWithin(300); acc != 0.5 || at != 2 || n != 3 {
+		t.Errorf("model1 bestWithin(300) = %v, %d, %d; want 0.5, 2, 3", acc, at, n)
+	}
+	if acc, at, n := rows[1].bestWithin(300); acc != 0.6 || at != 9 || n != 10 {
+		t.Errorf("model2 bestWithin(300) = %v, %d, %d; want 0.6 at the first of its best epochs (9), all 10", acc, at, n)
+	}
+	var b strings.Builder
+	writeEqualTime(&b, rows)
+	got := b.String()
+	for _, want := range []string{
+		studyEqualTimeHeading, "5m0s of training, what model2",
+		"| model1 | 100.0 | 3 | 0.500 (2) | 0.700 (4) |",
+		"| model2 | 30.0 | 10 | 0.600 (9) | 0.600 (9) |",
+		"| model3 | 400.0 | 0 | - (its first epoch took longer) | 0.900 (1) |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("equal-time section\n%s\nwant it to contain %q", got, want)
+		}
+	}
+	if strings.Contains(got, "model4") {
+		t.Errorf("equal-time section lists the untrained model4:\n%s", got)
+	}
+	b.Reset()
+	writeEqualTime(&b, rows[1:2])
+	if b.Len() != 0 {
+		t.Errorf("equal-time section of one variant = %q; want none", b.String())
 	}
 }
