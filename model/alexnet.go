@@ -36,7 +36,8 @@ const (
 	tuningSpaceToDepth
 	tuningWinograd
 	tuningWinograd5
-	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5
+	tuningDropConnectOut
+	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -86,10 +87,11 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 	if convImpl == ConvIm2col {
 		bits := gmx.GetParamOr(scope, paramTuning, tuningAll)
 		t = tuning{
-			customGrad:   training && bits&tuningCustomGrad != 0,
-			spaceToDepth: bits&tuningSpaceToDepth != 0,
-			winograd:     bits&tuningWinograd != 0,
-			winograd5:    bits&tuningWinograd5 != 0,
+			customGrad:     training && bits&tuningCustomGrad != 0,
+			spaceToDepth:   bits&tuningSpaceToDepth != 0,
+			winograd:       bits&tuningWinograd != 0,
+			winograd5:      bits&tuningWinograd5 != 0,
+			dropConnectOut: bits&tuningDropConnectOut != 0,
 		}
 	}
 
@@ -111,8 +113,8 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 	}
 	for i, name := range []string{"fc6", "fc7"} {
 		sc := scope.In("%s", name)
-		x = Tanh(denseLayer(sc, x, 4096, reg, keep[i], training, t.customGrad))
+		x = Tanh(denseLayer(sc, x, 4096, reg, keep[i], training, t))
 		x = dropout(sc, x, dropoutKeep[i], training)
 	}
-	return denseLayer(scope.In("fc8"), x, classes, Dropout, 1, training, t.customGrad)
+	return denseLayer(scope.In("fc8"), x, classes, Dropout, 1, training, t)
 }

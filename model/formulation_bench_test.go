@@ -14,12 +14,18 @@ var abBase = flag.Int("ab.base", 0, "BenchmarkTuningAB: paramTuning bits of the 
 
 // newTuned builds variant name at full size with the given paramTuning bits.
 // Graphs are built at their first run, after the parameter is set.
-func newTuned(b *testing.B, backend *Backend, name string, bits int) *Model {
+func newTuned(b testing.TB, backend *Backend, name string, bits int) *Model {
+	return newTunedOpts(b, backend, name, bits, Options{})
+}
+
+// newTunedOpts is newTuned with model options.
+func newTunedOpts(b testing.TB, backend *Backend, name string, bits int, o Options) *Model {
+	b.Helper()
 	v, err := LookupVariant(name)
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := New(backend, v, Options{})
+	m, err := New(backend, v, o)
 	if err != nil {
 		b.Fatal(err)
 	}

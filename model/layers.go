@@ -85,6 +85,9 @@ type tuning struct {
 	// winograd, winograd5: 3x3 (5x5) stride-1 convolutions use Winograd's
 	// F(2x2, 3x3) (F(2x2, 5x5)), see winogradConv.
 	winograd, winograd5 bool
+	// dropConnectOut: DropConnect's inference scales the dense layer's
+	// output by keep instead of its weights, see denseLayer.
+	dropConnectOut bool
 }
 
 // conv2D is a 'SAME'-padded 2-D convolution of an NHWC input with an HWIO
@@ -434,20 +437,27 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride int, impl stri
 
 // denseLayer is x·W + b with W [in, out], regularised as asked: dropout on its
 // output or DropConnect on its weights, only while training. keep == 1 means
-// no regularisation. customGrad differentiates the matmul by hand (matMul).
-func denseLayer(scope *gmx.Scope, x *Node, units int, reg Regularization, keep float64, training, customGrad bool) *Node {
+// no regularisation. t.customGrad differentiates the matmul by hand (matMul).
+func denseLayer(scope *gmx.Scope, x *Node, units int, reg Regularization, keep float64, training bool, t tuning) *Node {
 	g := x.Graph()
 	in := x.Shape().Dimensions[1]
 	w := variable(scope, "weights", shapes.Make(dtypes.Float32, in, units), truncatedNormal(0.02)).ValueGraph(g)
 	b := variable(scope, "biases", shapes.Make(dtypes.Float32, units), nil).ValueGraph(g)
+	y := func(w *Node) *Node { return matMul(x, w, t.customGrad) }
 	if reg == DropConnect && keep < 1 {
-		if training {
+		switch {
+		case training:
 			w = Mul(w, scope.RandomBernoulli(Scalar(g, dtypes.Float32, keep), w.Shape()))
-		} else {
+		case t.dropConnectOut:
+			// x·(keep·W) as keep·(x·W): scaling the [batch, units] product
+			// instead of the [in, units] weights (37M values in model5) at
+			// every inference.
+			return Add(MulScalar(y(w), keep), ExpandLeftToRank(b, 2))
+		default:
 			w = MulScalar(w, keep)
 		}
 	}
-	return Add(matMul(x, w, customGrad), ExpandLeftToRank(b, 2))
+	return Add(y(w), ExpandLeftToRank(b, 2))
 }
 
 // dropout is tflearn's dropout(x, keep): kept units are scaled by 1/keep while
