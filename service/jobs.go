@@ -67,23 +67,33 @@ type job struct {
 	subs       map[chan *flowerdpb.WatchJobResponse]struct{}
 }
 
-// reserve marks v busy for an operation that must not overlap a job (such
-// as changing the served version); release undoes it.
-func (js *jobs) reserve(v *variant) (release func(), err error) {
+// claim marks v as held by holder unless a job (or another holder) has it,
+// in which case it returns that one. release undoes the claim; it is safe
+// to call more than once and after the holder was replaced.
+func claim(v *variant, holder *job) (release func(), busy *job) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.job != nil {
-		return nil, fmt.Errorf("%w: %s is training in job %s; cancel it or wait for it to end", errJobRunning, v.cfg.Name, v.job.id)
+		return nil, v.job
 	}
-	placeholder := &job{id: "(changing the served version)"}
-	v.job = placeholder
-	return func() { // safe to call more than once
+	v.job = holder
+	return func() {
 		v.mu.Lock()
-		if v.job == placeholder {
+		if v.job == holder {
 			v.job = nil
 		}
 		v.mu.Unlock()
 	}, nil
+}
+
+// reserve marks v busy for an operation that must not overlap a job (such
+// as changing the served version); release undoes it.
+func (js *jobs) reserve(v *variant) (release func(), err error) {
+	release, busy := claim(v, &job{id: "(changing the served version)"})
+	if busy != nil {
+		return nil, fmt.Errorf("%w: %s is training in job %s; cancel it or wait for it to end", errJobRunning, v.cfg.Name, busy.id)
+	}
+	return release, nil
 }
 
 // Train validates the request and starts one job per variant.
@@ -187,45 +197,24 @@ func (js *jobs) start(link trace.Link, vs []*variant, cfg *flowerdpb.TrainReques
 	if js.closed {
 		return nil, errShuttingDown
 	}
-	claim := &job{id: "(starting)"}
-	var claimed []*variant
+	holder := &job{id: "(starting)"}
+	var releases []func()
 	release := func() {
-		for _, v := range claimed {
-			v.mu.Lock()
-			if v.job == claim {
-				v.job = nil
-			}
-			v.mu.Unlock()
+		for _, r := range releases {
+			r()
 		}
 	}
 	for _, v := range vs {
-		v.mu.Lock()
-		busy := v.job
-		if busy == nil {
-			v.job = claim
-		}
-		v.mu.Unlock()
+		r, busy := claim(v, holder)
 		if busy != nil {
 			release()
 			return nil, fmt.Errorf("%w: %s already has job %s; cancel it (CancelJob) or wait for it to end", errJobRunning, v.cfg.Name, busy.id)
 		}
-		claimed = append(claimed, v)
+		releases = append(releases, r)
 	}
 	var started []*job
 	for _, v := range vs {
-		c := proto.Clone(cfg).(*flowerdpb.TrainRequest)
-		c.Variant = v.cfg.Name
-		raw, err := proto.Marshal(c)
-		if err == nil {
-			var rec checkpoints.Job
-			rec, err = js.s.store.CreateJob(checkpoints.Job{Kind: "train", Variant: v.cfg.Name, Request: raw})
-			if err == nil {
-				ctx, cancel := context.WithCancel(js.s.ctx)
-				started = append(started, &job{id: rec.ID, v: v, config: c, ctx: ctx, cancel: cancel, done: make(chan struct{}),
-					link: link, created: rec.CreatedAt, updated: rec.CreatedAt, state: flowerdpb.JobState_JOB_STATE_QUEUED,
-					subs: map[chan *flowerdpb.WatchJobResponse]struct{}{}})
-			}
-		}
+		j, err := js.record(link, v, cfg)
 		if err != nil {
 			for _, j := range started {
 				j.cancel()
@@ -236,6 +225,7 @@ func (js *jobs) start(link trace.Link, vs []*variant, cfg *flowerdpb.TrainReques
 			release()
 			return nil, fmt.Errorf("record job: %w", err)
 		}
+		started = append(started, j)
 	}
 	for _, j := range started {
 		j.v.mu.Lock()
@@ -246,6 +236,25 @@ func (js *jobs) start(link trace.Link, vs []*variant, cfg *flowerdpb.TrainReques
 		go js.run(j)
 	}
 	return started, nil
+}
+
+// record writes the job record of training v with cfg and returns the job,
+// queued and not yet running.
+func (js *jobs) record(link trace.Link, v *variant, cfg *flowerdpb.TrainRequest) (*job, error) {
+	c := proto.Clone(cfg).(*flowerdpb.TrainRequest)
+	c.Variant = v.cfg.Name
+	raw, err := proto.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := js.s.store.CreateJob(checkpoints.Job{Kind: "train", Variant: v.cfg.Name, Request: raw})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(js.s.ctx)
+	return &job{id: rec.ID, v: v, config: c, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		link: link, created: rec.CreatedAt, updated: rec.CreatedAt, state: flowerdpb.JobState_JOB_STATE_QUEUED,
+		subs: map[chan *flowerdpb.WatchJobResponse]struct{}{}}, nil
 }
 
 // shutdown refuses new jobs and cancels the live ones; they end interrupted.
@@ -631,7 +640,7 @@ func (s *Server) jobRecordToPB(rec checkpoints.Job) *flowerdpb.Job {
 // ListJobs lists jobs, newest first.
 func (s *Server) ListJobs(ctx context.Context, req *flowerdpb.ListJobsRequest) (*flowerdpb.ListJobsResponse, error) {
 	variant := req.GetVariant()
-	if variant == "all" {
+	if variant == allVariants {
 		variant = ""
 	}
 	if variant != "" {

@@ -440,9 +440,12 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 }
 
+// allVariants in a request's variant field names every served variant, as "" does.
+const allVariants = "all"
+
 // lookup resolves a request's variant field: one name, or all for "" and "all".
 func (s *Server) lookup(name string) ([]*variant, error) {
-	if name == "" || name == "all" {
+	if name == "" || name == allVariants {
 		vs := make([]*variant, len(s.order))
 		for i, n := range s.order {
 			vs[i] = s.variants[n]
@@ -501,7 +504,7 @@ func (s *Server) GetModel(ctx context.Context, req *flowerdpb.GetModelRequest) (
 
 // one resolves a request naming exactly one variant.
 func (s *Server) one(name string) (*variant, error) {
-	if name == "" || name == "all" {
+	if name == "" || name == allVariants {
 		return nil, fmt.Errorf("%w: name one variant (%s)", errInvalid, strings.Join(s.order, ", "))
 	}
 	vs, err := s.lookup(name)
