@@ -53,9 +53,7 @@ func TestFollower(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if job := waitJob(t, trainer, resp.GetJobs()[0].GetId()); job.GetState() != flowerdpb.JobState_JOB_STATE_COMPLETED {
-			t.Fatalf("job = %v", job)
-		}
+		waitCompleted(t, trainer, resp.GetJobs()[0].GetId())
 		deadline := time.Now().Add(time.Minute)
 		for {
 			r, err := follower.client.Classify(ctx, &flowerdpb.ClassifyRequest{Images: []*flowerdpb.Image{{Data: img}}, Variant: "model2"})

@@ -26,9 +26,7 @@ func TestCompareServedLineage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if job := waitJob(t, h, resp.GetJobs()[0].GetId()); job.GetState() != flowerdpb.JobState_JOB_STATE_COMPLETED {
-			t.Fatalf("job = %v; want COMPLETED", job)
-		}
+		waitCompleted(t, h, resp.GetJobs()[0].GetId())
 	}
 	train(2, true)  // run A: versions 1, 2 (abandoned; retention drops 1)
 	train(1, true)  // run B: version 3
@@ -91,9 +89,7 @@ func TestRunTimeExcludesQueue(t *testing.T) {
 		t.Fatalf("Train(all) = %v, %v; want two jobs", resp, err)
 	}
 	for _, j := range resp.GetJobs() {
-		if job := waitJob(t, h, j.GetId()); job.GetState() != flowerdpb.JobState_JOB_STATE_COMPLETED {
-			t.Fatalf("job = %v; want COMPLETED", job)
-		}
+		waitCompleted(t, h, j.GetId())
 	}
 	for _, v := range []string{"model2", "model3"} {
 		hist, err := h.client.GetHistory(ctx, &flowerdpb.GetHistoryRequest{Variant: v})

@@ -532,6 +532,14 @@ func TestService(t *testing.T) {
 	})
 }
 
+// waitCompleted waits for a job to end and fails the test unless it completed.
+func waitCompleted(t *testing.T, h *harness, id string) {
+	t.Helper()
+	if job := waitJob(t, h, id); job.GetState() != flowerdpb.JobState_JOB_STATE_COMPLETED {
+		t.Fatalf("job = %v; want COMPLETED", job)
+	}
+}
+
 // waitJob watches a job to its end and returns its last state.
 func waitJob(t *testing.T, h *harness, id string) *flowerdpb.Job {
 	t.Helper()
