@@ -23,6 +23,7 @@ func row(tw io.Writer, cells ...string) {
 
 func f3(x float64) string { return strconv.FormatFloat(x, 'f', 3, 64) }
 func f1(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) }
+func f4(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
 func itoa[T ~int32 | ~int64 | ~int](n T) string {
 	return strconv.FormatInt(int64(n), 10)
 }

@@ -56,26 +56,35 @@ func wilson(p float64, n int) (lo, hi float64) {
 	return max(0, centre-half), min(1, centre+half)
 }
 
-// diffStd is the sample standard deviation of the epoch-to-epoch changes of
-// xs: how jagged a curve is around its trend. It needs three points (two
-// changes); ok is false with fewer.
-func diffStd(xs []float64) (std float64, ok bool) {
-	if len(xs) < 3 {
+// againstTrend is how much a curve moves the wrong way between epochs: the
+// mean, over the steps among its first n points, of each step's move
+// against the curve's direction (a rise of a loss, which should fall; a
+// drop of an accuracy, which should rise). A curve that only moves one way
+// scores 0 however sharply it bends, so a fast start that levels off is not
+// mistaken for noise. It needs two points; ok is false with fewer.
+func againstTrend(xs []float64, n int, rising bool) (float64, bool) {
+	n = min(n, len(xs))
+	if n < 2 {
 		return 0, false
 	}
-	d := make([]float64, len(xs)-1)
-	var mean float64
-	for i := range d {
-		d[i] = xs[i+1] - xs[i]
-		mean += d[i]
+	var sum float64
+	for i := 1; i < n; i++ {
+		d := xs[i] - xs[i-1]
+		if rising {
+			d = -d
+		}
+		sum += max(0, d)
 	}
-	mean /= float64(len(d))
-	var ss float64
-	for _, x := range d {
-		ss += (x - mean) * (x - mean)
-	}
-	return math.Sqrt(ss / float64(len(d)-1)), true
+	return sum / float64(n-1), true
 }
+
+// timingTolerance is how far apart two variants' seconds per epoch must be
+// before the report calls one faster: epoch times of one variant vary by
+// about this much between runs on a shared machine.
+const timingTolerance = 0.05
+
+// sameScore is how close two againstTrend scores are to count as a tie.
+const sameScore = 1e-9
 
 func (r *studyRow) trainSeconds() float64 {
 	var s float64
@@ -134,14 +143,14 @@ func (r *studyRow) bestWithin(secs float64) (acc float64, epoch, n int) {
 	return acc, epoch, n
 }
 
-func (r *studyRow) valNoise() (float64, bool) { return diffStd(valAccuracies(r.epochs)) }
+func (r *studyRow) valAccuracyCurve() []float64 { return valAccuracies(r.epochs) }
 
-func (r *studyRow) lossNoise() (float64, bool) {
+func (r *studyRow) lossCurve() []float64 {
 	l := make([]float64, len(r.epochs))
 	for i, e := range r.epochs {
 		l[i] = e.GetLoss()
 	}
-	return diffStd(l)
+	return l
 }
 
 func (r *studyRow) top1CI() (p, lo, hi float64) {
@@ -227,8 +236,9 @@ func writeStudyReport(w io.Writer, rep studyReport) {
 
 	p("%s\n\n", studyResultsHeading)
 	p("Test top-1 and top-5 are of the weights after each variant's last epoch, on the held-out test split,\n")
-	p("with their 95%% Wilson score intervals over its examples. Training time is the sum of the epochs' times;\n")
-	p("images/s is the training throughput, each epoch weighted by its time.\n\n")
+	p("with their 95%% Wilson score intervals over its examples. Training time is the sum of the epochs' wall times,\n")
+	p("each with its validation pass; train images/s is the throughput of the training steps alone, each epoch weighted\n")
+	p("by its time, so s/epoch x images/s is a little more than the training split.\n\n")
 	p("| variant | pool strides | regularisation | parameters | epochs | training time | s/epoch | train images/s | best val acc (epoch) | test examples | test top-1 [95%% CI] | test top-5 [95%% CI] |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.rows {
@@ -258,8 +268,10 @@ func writeStudyReport(w io.Writer, rep studyReport) {
 	writeEqualTime(w, rep.rows)
 
 	p("%s\n\n", studyComparisonHeading)
-	p("Jaggedness of a curve is the standard deviation of its epoch-to-epoch changes (it needs three epochs).\n")
-	p("Intervals are 95%% Wilson score intervals; where two overlap, the test split cannot tell the variants apart.\n\n")
+	p("How smooth a curve is: the mean of its epoch-to-epoch moves against its direction (rises of the loss, drops of\n")
+	p("the validation accuracy), over the epochs every compared variant has; a curve that only falls (or rises) scores 0\n")
+	p("however sharply it bends. Test intervals are 95%% Wilson score intervals: where two overlap, the test split\n")
+	p("cannot rank the variants (\"not separated\"); epoch times within %.0f%% of each other are not separated either.\n\n", timingTolerance*100)
 	for _, f := range studyFindings(rep.rows) {
 		p("- **%s** %s\n", f.claim, f.verdict)
 	}
@@ -388,7 +400,7 @@ func studyFindings(rows []*studyRow) []finding {
 	if rs, why := need("model1"); why != "" {
 		fs = append(fs, finding{claim, why})
 	} else {
-		fs = append(fs, finding{claim, smoothest(rs[0], trained, (*studyRow).lossNoise, "training-loss")})
+		fs = append(fs, finding{claim, smoothest(rs[0], trained, (*studyRow).lossCurve, false, "training loss")})
 	}
 
 	// 2. model1 highest accuracy, 0.91.
@@ -397,28 +409,23 @@ func studyFindings(rows []*studyRow) []finding {
 		fs = append(fs, finding{claim, why})
 	} else {
 		m1 := rs[0]
-		sorted := slices.Clone(evaluated)
-		slices.SortStableFunc(sorted, func(a, b *studyRow) int { return cmp.Compare(b.eval.GetTop1(), a.eval.GetTop1()) })
-		top := sorted[0]
+		var best *studyRow // the most accurate other variant
+		for _, r := range evaluated {
+			if r != m1 && (best == nil || r.eval.GetTop1() > best.eval.GetTop1()) {
+				best = r
+			}
+		}
 		var v string
 		switch {
-		case top.eval.GetTop1() == m1.eval.GetTop1() && len(sorted) > 1 && sorted[1].eval.GetTop1() == m1.eval.GetTop1():
-			v = fmt.Sprintf("Holds only as a tie: model1's test top-1 %s equals the best.", ci(m1.top1CI()))
-		case top.eval.GetTop1() == m1.eval.GetTop1():
-			v = fmt.Sprintf("Holds: model1 has the highest test top-1, %s", ci(m1.top1CI()))
-			if len(sorted) > 1 {
-				v += fmt.Sprintf("; next is %s", top1(sorted[1]))
-				if overlap(m1, sorted[1]) {
-					v += ", whose interval overlaps model1's, so the lead is within the noise of the test split"
-				}
-			}
-			v += "."
+		case best == nil:
+			v = fmt.Sprintf("Cannot tell: model1, %s, is the only evaluated variant.", ci(m1.top1CI()))
+		case overlap(m1, best):
+			v = fmt.Sprintf("Not separated: model1 has %s and the best of the others is %s; the intervals overlap, so the test split cannot rank them.",
+				ci(m1.top1CI()), top1(best))
+		case m1.eval.GetTop1() > best.eval.GetTop1():
+			v = fmt.Sprintf("Holds: model1 has the highest test top-1, %s; next is %s.", ci(m1.top1CI()), top1(best))
 		default:
-			v = fmt.Sprintf("Does not hold: the highest test top-1 is %s; model1's is %s", top1(top), ci(m1.top1CI()))
-			if overlap(m1, top) {
-				v += " (the intervals overlap)"
-			}
-			v += "."
+			v = fmt.Sprintf("Does not hold: %s is ahead of model1's %s, and the intervals do not overlap.", top1(best), ci(m1.top1CI()))
 		}
 		_, lo, hi := m1.top1CI()
 		if 0.91 >= lo && 0.91 <= hi {
@@ -435,23 +442,32 @@ func studyFindings(rows []*studyRow) []finding {
 		fs = append(fs, finding{claim, why})
 	} else {
 		m2 := rs[0]
-		fastest := trained[0]
-		for _, r := range trained {
-			if r.epochSeconds() < fastest.epochSeconds() {
-				fastest = r
-			}
-		}
-		var v string
-		if fastest == m2 {
-			v = fmt.Sprintf("Fastest holds: model2 takes %s s per epoch, the least", f1(m2.epochSeconds()))
-		} else {
-			v = fmt.Sprintf("Fastest does not hold: %s takes %s s per epoch, model2 %s s", fastest.variant, f1(fastest.epochSeconds()), f1(m2.epochSeconds()))
-		}
+		var rival *studyRow // the fastest other variant
 		var others []string
 		for _, r := range trained {
-			if r != m2 && r != fastest {
-				others = append(others, r.variant+" "+f1(r.epochSeconds()))
+			if r == m2 {
+				continue
 			}
+			others = append(others, r.variant+" "+f1(r.epochSeconds()))
+			if rival == nil || r.epochSeconds() < rival.epochSeconds() {
+				rival = r
+			}
+		}
+		a, b := m2.epochSeconds(), math.Inf(1)
+		if rival != nil {
+			b = rival.epochSeconds()
+		}
+		var v string
+		switch {
+		case rival == nil:
+			v = fmt.Sprintf("Cannot tell which is fastest: model2, %s s per epoch, is the only trained variant", f1(a))
+		case math.Abs(a-b) <= timingTolerance*min(a, b):
+			v = fmt.Sprintf("Fastest not separated: model2 takes %s s per epoch and %s %s s, within %.0f%%, the spread of one variant's epoch times on this machine",
+				f1(a), rival.variant, f1(b), timingTolerance*100)
+		case a < b:
+			v = fmt.Sprintf("Fastest holds: model2 takes %s s per epoch, the least", f1(a))
+		default:
+			v = fmt.Sprintf("Fastest does not hold: %s takes %s s per epoch, model2 %s s", rival.variant, f1(b), f1(a))
 		}
 		if len(others) > 0 {
 			v += " (" + strings.Join(others, ", ") + ")"
@@ -467,38 +483,41 @@ func studyFindings(rows []*studyRow) []finding {
 
 	// 4. models 3 and 4 noisier validation curves.
 	claim = "models 3 and 4 have noisier validation curves."
-	noise := map[string]float64{}
 	var missing []string
-	for _, n := range []string{"model1", "model2", "model3", "model4"} {
+	var compared []*studyRow
+	for _, n := range []string{"model1", "model2", "model3", "model4", "model5"} {
 		r := byName[n]
-		if r == nil {
+		switch {
+		case r != nil && len(r.epochs) >= 2:
+			compared = append(compared, r)
+		case n == "model5":
+			// shown when there, not needed
+		case r == nil:
 			missing = append(missing, n+" (not served)")
-			continue
-		}
-		s, ok := r.valNoise()
-		if !ok {
+		default:
 			missing = append(missing, fmt.Sprintf("%s (%s)", n, nEpochs(len(r.epochs))))
-			continue
 		}
-		noise[n] = s
 	}
 	if len(missing) > 0 {
-		fs = append(fs, finding{claim, "Cannot tell: the validation jaggedness needs three epochs of models 1 to 4; missing " + strings.Join(missing, ", ") + "."})
+		fs = append(fs, finding{claim, "Cannot tell: the comparison needs two epochs of each of models 1 to 4; missing " + strings.Join(missing, ", ") + "."})
 	} else {
-		lo34, hi12 := min(noise["model3"], noise["model4"]), max(noise["model1"], noise["model2"])
-		detail := fmt.Sprintf("validation-accuracy jaggedness model1 %s, model2 %s, model3 %s, model4 %s",
-			f3(noise["model1"]), f3(noise["model2"]), f3(noise["model3"]), f3(noise["model4"]))
-		if r := byName["model5"]; r != nil {
-			if s, ok := r.valNoise(); ok {
-				detail += ", model5 " + f3(s)
-			}
+		window := commonEpochs(compared)
+		noise := map[string]float64{}
+		var parts []string
+		for _, r := range compared {
+			noise[r.variant], _ = againstTrend(r.valAccuracyCurve(), window, true)
+			parts = append(parts, r.variant+" "+f4(noise[r.variant]))
 		}
+		detail := fmt.Sprintf("mean validation-accuracy drop per epoch over the first %s: %s", nEpochs(window), strings.Join(parts, ", "))
+		lo34, hi12 := min(noise["model3"], noise["model4"]), max(noise["model1"], noise["model2"])
 		var v string
 		switch {
-		case lo34 > hi12:
-			v = "Holds: both are more jagged than models 1 and 2; " + detail + "."
-		case (noise["model3"]+noise["model4"])/2 > (noise["model1"]+noise["model2"])/2:
-			v = "Holds only on average: models 3 and 4 together are more jagged than models 1 and 2, but not each of them; " + detail + "."
+		case max(noise["model1"], noise["model2"], noise["model3"], noise["model4"]) <= sameScore:
+			v = "Not separated: no validation accuracy of models 1 to 4 ever drops from one epoch to the next; " + detail + "."
+		case lo34 > hi12+sameScore:
+			v = "Holds: both drop more than models 1 and 2; " + detail + "."
+		case (noise["model3"]+noise["model4"])/2 > (noise["model1"]+noise["model2"])/2+sameScore:
+			v = "Holds only on average: models 3 and 4 together drop more than models 1 and 2, but not each of them; " + detail + "."
 		default:
 			v = "Does not hold: " + detail + "."
 		}
@@ -514,45 +533,74 @@ func studyFindings(rows []*studyRow) []finding {
 		d := m5.eval.GetTop1() - m3.eval.GetTop1()
 		var v string
 		switch {
+		case overlap(m5, m3):
+			v = fmt.Sprintf("Not separated: test top-1 %s vs %s; the intervals overlap, so the test split cannot rank them", top1(m5), top1(m3))
 		case d > 0:
 			v = fmt.Sprintf("Holds: test top-1 %s vs %s, %s points better", top1(m5), top1(m3), f1(100*d))
-		case d == 0:
-			v = fmt.Sprintf("Does not hold: they tie, test top-1 %s vs %s", top1(m5), top1(m3))
 		default:
 			v = fmt.Sprintf("Does not hold: test top-1 %s vs %s, %s points worse", top1(m5), top1(m3), f1(-100*d))
-		}
-		if d != 0 && overlap(m5, m3) {
-			v += "; the intervals overlap, so the test split does not separate them"
 		}
 		fs = append(fs, finding{claim, v + "."})
 	}
 	return fs
 }
 
-// smoothest says whether r's curve (by jag) is the least jagged of rows.
-func smoothest(r *studyRow, rows []*studyRow, jag func(*studyRow) (float64, bool), what string) string {
-	own, ok := jag(r)
-	if !ok {
-		return fmt.Sprintf("Cannot tell: %s has %s; the %s jaggedness needs three.", r.variant, nEpochs(len(r.epochs)), what)
+// commonEpochs is the number of epochs every row has: the window within
+// which their curves are compared, so a variant that trained longer (and
+// so spent longer on its flatter tail) is not judged on more of its curve.
+func commonEpochs(rows []*studyRow) int {
+	n := math.MaxInt
+	for _, r := range rows {
+		n = min(n, len(r.epochs))
 	}
-	var parts []string
-	least := r
-	leastV := own
+	if n == math.MaxInt {
+		return 0
+	}
+	return n
+}
+
+// smoothest says whether r's curve moves against its direction less than
+// every other row's, over the epochs they all have.
+func smoothest(r *studyRow, rows []*studyRow, curve func(*studyRow) []float64, rising bool, what string) string {
+	var compared []*studyRow
 	for _, o := range rows {
-		s, ok := jag(o)
-		if !ok {
-			continue
-		}
-		parts = append(parts, o.variant+" "+f3(s))
-		if s < leastV {
-			least, leastV = o, s
+		if len(o.epochs) >= 2 {
+			compared = append(compared, o)
 		}
 	}
-	detail := fmt.Sprintf("%s jaggedness %s", what, strings.Join(parts, ", "))
-	if least == r {
-		return fmt.Sprintf("Holds: %s's is the least; %s.", r.variant, detail)
+	if len(r.epochs) < 2 {
+		return fmt.Sprintf("Cannot tell: %s has %s; comparing how its %s moves needs two.", r.variant, nEpochs(len(r.epochs)), what)
 	}
-	return fmt.Sprintf("Does not hold: %s's is the least; %s.", least.variant, detail)
+	window := commonEpochs(compared)
+	scores := map[*studyRow]float64{}
+	var parts []string
+	least := math.Inf(1)
+	for _, o := range compared {
+		scores[o], _ = againstTrend(curve(o), window, rising)
+		parts = append(parts, o.variant+" "+f4(scores[o]))
+		least = min(least, scores[o])
+	}
+	move := "rise"
+	if rising {
+		move = "drop"
+	}
+	detail := fmt.Sprintf("mean %s %s per epoch over the first %s: %s", what, move, nEpochs(window), strings.Join(parts, ", "))
+	var leastOnes []string
+	for _, o := range compared {
+		if scores[o] <= least+sameScore {
+			leastOnes = append(leastOnes, o.variant)
+		}
+	}
+	switch {
+	case len(leastOnes) == len(compared):
+		return fmt.Sprintf("Not separated: no variant's %s moves against its direction more than another's at one point per epoch; %s.", what, detail)
+	case scores[r] > least+sameScore:
+		return fmt.Sprintf("Does not hold: %s move less; %s.", strings.Join(leastOnes, ", "), detail)
+	case len(leastOnes) > 1:
+		return fmt.Sprintf("Not separated: %s tie for the least; %s.", strings.Join(leastOnes, ", "), detail)
+	default:
+		return fmt.Sprintf("Holds: %s's moves the least against its direction; %s.", r.variant, detail)
+	}
 }
 
 // nEpochs is "1 epoch", "3 epochs".

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,21 +46,27 @@ func TestWilson(t *testing.T) {
 	}
 }
 
-func TestDiffStd(t *testing.T) {
+func TestAgainstTrend(t *testing.T) {
 	tests := []struct {
-		xs   []float64
-		want float64
-		ok   bool
+		xs     []float64
+		n      int
+		rising bool
+		want   float64
+		ok     bool
 	}{
-		{nil, 0, false},
-		{[]float64{1, 2}, 0, false},
-		{[]float64{0.1, 0.2, 0.3, 0.4}, 0, true}, // a steady trend is not jagged
-		{[]float64{0, 1, 0}, math.Sqrt2, true},   // changes +1, -1
+		{nil, 5, false, 0, false},
+		{[]float64{1}, 5, false, 0, false},
+		{[]float64{3, 2, 1.5, 1.4, 1.39}, 5, false, 0, true}, // falls fast, then levels off: not noise
+		{[]float64{0.1, 0.5, 0.6, 0.61}, 4, true, 0, true},
+		{[]float64{3, 3.3, 2, 2.1}, 4, false, (0.3 + 0.1) / 3, true}, // two rises in three steps
+		{[]float64{0.2, 0.1, 0.4}, 3, true, 0.1 / 2, true},
+		{[]float64{3, 2, 1, 5}, 3, false, 0, true}, // the rise is outside the window
+		{[]float64{3, 2, 1, 5}, 9, false, 4.0 / 3, true},
 	}
 	for _, tc := range tests {
-		got, ok := diffStd(tc.xs)
+		got, ok := againstTrend(tc.xs, tc.n, tc.rising)
 		if ok != tc.ok || math.Abs(got-tc.want) > 1e-12 {
-			t.Errorf("diffStd(%v) = %v, %v; want %v, %v", tc.xs, got, ok, tc.want, tc.ok)
+			t.Errorf("againstTrend(%v, %d, %v) = %v, %v; want %v, %v", tc.xs, tc.n, tc.rising, got, ok, tc.want, tc.ok)
 		}
 	}
 }
@@ -345,36 +352,49 @@ func TestStudy(t *testing.T) {
 }
 
 // TestStudyFindings checks the verdicts on made-up numbers where the study
-// holds and where it does not.
+// holds, where it does not, and where the data cannot separate the variants.
 func TestStudyFindings(t *testing.T) {
+	// Test splits of 1000 images keep the made-up intervals narrow (about
+	// +-0.03), so an accuracy difference of 0.06 separates two variants.
 	row := func(name string, secs float64, top1 float64, vals ...float64) *studyRow {
 		r := &studyRow{variant: name, model: &flowerdpb.Model{Name: name},
-			eval: &flowerdpb.Evaluation{Variant: name, Examples: 170, Top1: top1, Top5: min(1, top1+0.05)}}
+			eval: &flowerdpb.Evaluation{Variant: name, Examples: 1000, Top1: top1, Top5: min(1, top1+0.05)}}
 		for i, v := range vals {
-			r.epochs = append(r.epochs, &flowerdpb.EpochMetrics{Epoch: int32(i + 1), Loss: 3 - 0.1*float64(i) + v/10,
+			// The loss falls 0.1 per epoch and mirrors the accuracy, so
+			// an accuracy drop of more than 0.1 shows as a rise of the loss.
+			r.epochs = append(r.epochs, &flowerdpb.EpochMetrics{Epoch: int32(i + 1), Loss: 3 - 0.1*float64(i) - v,
 				ValAccuracy: v, EpochSeconds: secs})
 		}
 		return r
 	}
-	smooth, jagged := []float64{0.2, 0.4, 0.6, 0.8}, []float64{0.2, 0.7, 0.3, 0.8}
+	smooth, jagged, wobbly := []float64{0.2, 0.4, 0.6, 0.8}, []float64{0.2, 0.7, 0.3, 0.8}, []float64{0.2, 0.5, 0.35, 0.8}
 	study := []*studyRow{
-		row("model1", 60, 155.0/170, smooth...), row("model2", 20, 134.0/170, 0.2, 0.41, 0.6, 0.8),
-		row("model3", 40, 120.0/170, jagged...), row("model4", 45, 125.0/170, jagged...), row("model5", 40, 130.0/170, jagged...),
+		row("model1", 60, 0.91, smooth...), row("model2", 20, 0.79, wobbly...),
+		row("model3", 40, 0.70, jagged...), row("model4", 45, 0.72, jagged...), row("model5", 40, 0.76, jagged...),
 	}
 	opposite := []*studyRow{
-		row("model1", 20, 100.0/170, jagged...), row("model2", 60, 150.0/170, smooth...),
-		row("model3", 40, 120.0/170, smooth...), row("model4", 45, 125.0/170, smooth...), row("model5", 40, 110.0/170, jagged...),
+		row("model1", 20, 0.60, jagged...), row("model2", 60, 0.88, smooth...),
+		row("model3", 40, 0.70, smooth...), row("model4", 45, 0.72, smooth...), row("model5", 40, 0.60, jagged...),
+	}
+	// Every curve only rises, the accuracies overlap and the times are
+	// within 5%: nothing can be told apart.
+	flat := []*studyRow{
+		row("model1", 60, 0.75, smooth...), row("model2", 59, 0.74, smooth...),
+		row("model3", 61, 0.73, smooth...), row("model4", 60, 0.74, smooth...), row("model5", 60, 0.74, smooth...),
 	}
 	tests := []struct {
 		name string
 		rows []*studyRow
 		want []string // the start of each verdict, in order
 	}{
-		{"as the study found", study, []string{"Holds: model1's is the least", "Holds: model1 has the highest test top-1",
-			"Fastest holds", "Holds: both are more jagged", "Holds: test top-1 model5"}},
-		{"the other way", opposite, []string{"Does not hold: model2's is the least", "Does not hold: the highest test top-1 is model2",
+		{"as the study found", study, []string{"Holds: model1's moves the least", "Holds: model1 has the highest test top-1",
+			"Fastest holds", "Holds: both drop more", "Holds: test top-1 model5"}},
+		{"the other way", opposite, []string{"Does not hold: model2, model3, model4 move less", "Does not hold: model2 0.880",
 			"Fastest does not hold: model1", "Does not hold", "Does not hold: test top-1 model5"}},
-		{"only model2", study[1:2], []string{"Cannot tell", "Cannot tell", "Fastest holds", "Cannot tell", "Cannot tell"}},
+		{"nothing separated", flat, []string{"Not separated: no variant's training loss", "Not separated: model1 has",
+			"Fastest not separated: model2 takes 59.0 s per epoch and model1 60.0 s", "Not separated: no validation accuracy",
+			"Not separated: test top-1 model5"}},
+		{"only model2", study[1:2], []string{"Cannot tell", "Cannot tell", "Cannot tell which is fastest", "Cannot tell", "Cannot tell"}},
 	}
 	for _, tc := range tests {
 		fs := studyFindings(tc.rows)
@@ -388,10 +408,17 @@ func TestStudyFindings(t *testing.T) {
 		}
 	}
 	if v := studyFindings(study)[1].verdict; !strings.Contains(v, "0.91 is inside") {
-		t.Errorf("model1 at 155/170: %q; want 0.91 inside its interval", v)
+		t.Errorf("model1 at 0.91: %q; want 0.91 inside its interval", v)
 	}
 	if v := studyFindings(study)[2].verdict; !strings.Contains(v, "About 0.79 holds") {
-		t.Errorf("model2 at 134/170: %q; want about 0.79 to hold", v)
+		t.Errorf("model2 at 0.79: %q; want about 0.79 to hold", v)
+	}
+	// A variant that trained longer is judged on the epochs all have: a
+	// drop after the common window does not count against it.
+	longer := slices.Clone(study)
+	longer[0] = row("model1", 60, 0.91, 0.2, 0.4, 0.6, 0.8, 0.1)
+	if v := studyFindings(longer)[0].verdict; !strings.HasPrefix(v, "Holds") || !strings.Contains(v, "first 4 epochs") {
+		t.Errorf("model1 with a fifth, worse epoch: %q; want it to hold over the first 4 epochs", v)
 	}
 }
 
