@@ -83,6 +83,24 @@ func TestLookupVariant(t *testing.T) {
 	}
 }
 
+func TestRankOf(t *testing.T) {
+	tests := []struct {
+		p    []float32
+		c    int
+		want int
+	}{
+		{[]float32{0.1, 0.7, 0.2}, 1, 0},
+		{[]float32{0.1, 0.7, 0.2}, 0, 2},
+		{[]float32{0.5, 0.5, 0}, 1, 1}, // a tie counts against the class
+		{make([]float32, 17), 3, 16},   // all underflowed: last, not first
+	}
+	for _, tc := range tests {
+		if got := rankOf(tc.p, tc.c); got != tc.want {
+			t.Errorf("rankOf(%v, %d) = %d; want %d", tc.p, tc.c, got, tc.want)
+		}
+	}
+}
+
 // TestVariantsFullSize builds every variant at full size and checks its
 // parameter count and output.
 func TestVariantsFullSize(t *testing.T) {

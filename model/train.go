@@ -59,7 +59,7 @@ func (o TrainOptions) withDefaults(resumeSeed int64) (TrainOptions, error) {
 		return o, fmt.Errorf("%w: learning rate %v: want a value in (0, 10)", ErrInvalidInput, o.LearningRate)
 	}
 	if !(o.Momentum >= 0 && o.Momentum < 1) {
-		return o, fmt.Errorf("%w: momentum %v: want a value in [0, 1)", ErrInvalidInput, o.Momentum)
+		return o, fmt.Errorf("%w: momentum %v: want a value in (0, 1), or 0 for the default %v", ErrInvalidInput, o.Momentum, DefaultMomentum)
 	}
 	if o.Seed == 0 {
 		o.Seed = resumeSeed
@@ -354,11 +354,13 @@ func argmax(p []float32) int {
 	return best
 }
 
-// rankOf is the number of classes with a higher probability than class c.
+// rankOf is the number of other classes with a probability at least class
+// c's: ties count against c, so probabilities that saturated or underflowed
+// to the same value cannot put the true class in the top 5 by luck.
 func rankOf(p []float32, c int) int {
 	r := 0
-	for _, v := range p {
-		if v > p[c] {
+	for i, v := range p {
+		if i != c && v >= p[c] {
 			r++
 		}
 	}
