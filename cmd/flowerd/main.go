@@ -198,6 +198,8 @@ func run(c config) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
+	limit, from := setMemoryLimit("/")
+	log.Info("memory limit for the Go collector", "bytes", limit, "from", from)
 
 	shutdownTelemetry, err := setupTelemetry(context.Background(), c.traceStdout)
 	if err != nil {
