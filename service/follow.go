@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowerd/flowerd/checkpoints"
 	"github.com/flowerd/flowerd/model"
 	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
 )
@@ -24,11 +26,33 @@ import (
 // then points <dir>/<variant>/SERVING at it (also renamed into place). A
 // follower polls SERVING and hot-swaps the named state in; the state carries
 // its own SHA-256, so a damaged file is refused and the old weights stay.
+// Beside each state, <version>.lineage (JSON) lists the epochs that trained
+// it, so a follower's CompareVariants reports what its weights cost.
 const (
-	servingFile  = "SERVING"
-	stateSuffix  = ".state"
-	keepExported = 2 // a follower may still be reading the previous one
+	servingFile   = "SERVING"
+	stateSuffix   = ".state"
+	lineageSuffix = ".lineage"
+	keepExported  = 2 // a follower may still be reading the previous one
 )
+
+// exportedLineage is the file format of <version>.lineage.
+type exportedLineage struct {
+	Variant string          `json:"variant"`
+	Version uint64          `json:"version"`
+	Epochs  []exportedEpoch `json:"epochs"`
+}
+
+type exportedEpoch struct {
+	Epoch        int       `json:"epoch"`
+	Loss         float64   `json:"loss"`
+	Accuracy     float64   `json:"accuracy"`
+	ValLoss      float64   `json:"val_loss"`
+	ValAccuracy  float64   `json:"val_accuracy"`
+	Seconds      float64   `json:"seconds"`
+	ImagesPerSec float64   `json:"images_per_sec"`
+	Time         time.Time `json:"time"`
+	Version      uint64    `json:"version"`
+}
 
 // DefaultFollowInterval is how often a follower looks for a new version.
 const DefaultFollowInterval = 5 * time.Second
@@ -117,6 +141,20 @@ func (s *Server) exportVersion(name string, version uint64) error {
 			return err
 		}
 	}
+	epochs, err := s.servedLineage(name, int64(version))
+	if err != nil {
+		return err
+	}
+	lin := exportedLineage{Variant: name, Version: version, Epochs: []exportedEpoch{}}
+	for _, e := range epochs {
+		lin.Epochs = append(lin.Epochs, exportedEpoch{Epoch: e.Epoch, Loss: e.Loss, Accuracy: e.Accuracy, ValLoss: e.ValLoss,
+			ValAccuracy: e.ValAccuracy, Seconds: e.WallTime.Seconds(), ImagesPerSec: e.ImagesPerSec, Time: e.Time, Version: e.Version})
+	}
+	if err := writeFileAtomic(filepath.Join(dir, strconv.FormatUint(version, 10)+lineageSuffix), func(f *os.File) error {
+		return json.NewEncoder(f).Encode(lin)
+	}); err != nil {
+		return err
+	}
 	if err := writeFileAtomic(filepath.Join(dir, servingFile), func(f *os.File) error {
 		_, err := fmt.Fprintf(f, "%d\n", version)
 		return err
@@ -197,6 +235,7 @@ func pruneExported(dir string, served uint64) error {
 	slices.Sort(versions)
 	for len(versions) > keepExported-1 {
 		os.Remove(filepath.Join(dir, strconv.FormatUint(versions[0], 10)+stateSuffix))
+		os.Remove(filepath.Join(dir, strconv.FormatUint(versions[0], 10)+lineageSuffix))
 		versions = versions[1:]
 	}
 	return nil
@@ -230,13 +269,53 @@ func (s *Server) followOnce(v *variant, m *model.Model) (int64, error) {
 	if err := m.ReadState(f); err != nil {
 		return 0, fmt.Errorf("load exported %s version %d: %w", v.cfg.Name, version, err)
 	}
+	// The lineage is read before the swap so that it never describes other
+	// weights than those served; a trainer older than the file wrote none.
+	epochs, err := readExportedLineage(filepath.Join(dir, strconv.FormatInt(version, 10)+lineageSuffix), v.cfg.Name, version)
+	if err != nil {
+		s.log.Warn("follow trainer: no training history for the followed version", "variant", v.cfg.Name, "version", version, "err", err)
+	}
 	if err := m.Publish(version); err != nil {
 		return 0, err
 	}
+	v.mu.Lock()
+	v.followed = followedLineage{version: version, epochs: epochs}
+	v.mu.Unlock()
 	if cur, _, _, _ := v.snapshot(); cur != nil { // loaded: keep its status current
 		v.setStatus(flowerdpb.ModelStatus_MODEL_STATUS_READY, fmt.Sprintf("following %s: serving version %d", s.opts.FollowDir, version))
 	}
 	return version, nil
+}
+
+// followedLineage is the training history of the version a follower
+// serves, read from the trainer's export.
+type followedLineage struct {
+	version int64
+	epochs  []checkpoints.Epoch
+}
+
+// readExportedLineage reads a <version>.lineage file; nil and no error when
+// there is none.
+func readExportedLineage(path, name string, version int64) ([]checkpoints.Epoch, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var lin exportedLineage
+	if err := json.Unmarshal(raw, &lin); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if lin.Variant != name || int64(lin.Version) != version {
+		return nil, fmt.Errorf("%s: describes %s version %d", path, lin.Variant, lin.Version)
+	}
+	epochs := make([]checkpoints.Epoch, len(lin.Epochs))
+	for i, e := range lin.Epochs {
+		epochs[i] = checkpoints.Epoch{Epoch: e.Epoch, Loss: e.Loss, Accuracy: e.Accuracy, ValLoss: e.ValLoss, ValAccuracy: e.ValAccuracy,
+			WallTime: time.Duration(e.Seconds * float64(time.Second)), ImagesPerSec: e.ImagesPerSec, Time: e.Time, Version: e.Version}
+	}
+	return epochs, nil
 }
 
 // follow polls v's SERVING until the server closes.

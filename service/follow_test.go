@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,6 +77,24 @@ func TestFollower(t *testing.T) {
 	}
 	if raw, err := os.ReadFile(filepath.Join(export, "model2", servingFile)); err != nil || strings.TrimSpace(string(raw)) != "3" {
 		t.Errorf("SERVING = %q, %v; want 3", raw, err)
+	}
+	if lineages, _ := filepath.Glob(filepath.Join(export, "model2", "*"+lineageSuffix)); len(lineages) != keepExported {
+		t.Errorf("exported lineages = %v; want one beside each of the %d states", lineages, keepExported)
+	}
+	// The replica reports the training cost of what it serves, as the
+	// trainer does: three epochs in two runs.
+	var rows [2]*flowerdpb.VariantComparison
+	for i, srv := range []*harness{trainer, follower} {
+		cmp, err := srv.client.CompareVariants(ctx, &flowerdpb.CompareVariantsRequest{})
+		if err != nil || len(cmp.GetRows()) != 1 {
+			t.Fatalf("CompareVariants = %v, %v", cmp, err)
+		}
+		rows[i] = cmp.GetRows()[0]
+	}
+	if tr, fo := rows[0], rows[1]; fo.GetEpochs() != 3 || fo.GetEpochs() != tr.GetEpochs() ||
+		fo.GetTotalTrainSeconds() <= 0 || math.Abs(fo.GetTotalTrainSeconds()-tr.GetTotalTrainSeconds()) > 1e-6 ||
+		fo.GetLastValAccuracy() != tr.GetLastValAccuracy() {
+		t.Errorf("follower's comparison %v; want the trainer's %v (3 epochs)", fo, tr)
 	}
 
 	for name, call := range map[string]func() error{

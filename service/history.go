@@ -151,7 +151,15 @@ func (s *Server) servedLineage(name string, version int64) ([]checkpoints.Epoch,
 	}
 	man, err := s.store.Manifest(name, uint64(version))
 	if errors.Is(err, checkpoints.ErrNotFound) {
-		return nil, nil // a follower serves versions its own store does not hold
+		// A follower serves versions its own store does not hold: the
+		// trainer exported their history beside them.
+		v := s.variants[name]
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if v.followed.version == version {
+			return slices.Clone(v.followed.epochs), nil
+		}
+		return nil, nil
 	} else if err != nil {
 		return nil, err
 	}

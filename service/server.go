@@ -145,6 +145,9 @@ type variant struct {
 	status  flowerdpb.ModelStatus
 	message string
 	job     *job // the live job, if any
+	// followed is, on a follower, the training history of the served
+	// version as the trainer exported it (its own store has none).
+	followed followedLineage
 }
 
 func (v *variant) snapshot() (*model.Model, flowerdpb.ModelStatus, string, *job) {
