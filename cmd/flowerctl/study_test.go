@@ -449,9 +449,9 @@ func TestEqualTime(t *testing.T) {
 	got := b.String()
 	for _, want := range []string{
 		studyEqualTimeHeading, "5m0s of training, what model2",
-		"| model1 | 100.0 | 3 | 0.500 (2) | 0.700 (4) |",
-		"| model2 | 30.0 | 10 | 0.600 (9) | 0.600 (9) |",
-		"| model3 | 400.0 | 0 | - (its first epoch took longer) | 0.900 (1) |",
+		"| model1 | 100.0 | 3 | 0.400 | 0.500 (2) | 0.700 (4) |",
+		"| model2 | 30.0 | 10 | 0.600 | 0.600 (9) | 0.600 (9) |",
+		"| model3 | 400.0 | 0 | - | - (its first epoch took longer) | 0.900 (1) |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("equal-time section\n%s\nwant it to contain %q", got, want)
