@@ -594,8 +594,11 @@ func smoothest(r *studyRow, rows []*studyRow, curve func(*studyRow) []float64, r
 		}
 	}
 	switch {
+	case len(leastOnes) == len(compared) && least <= sameScore:
+		return fmt.Sprintf("Not separated: no variant's %s ever %ss from one epoch to the next in the first %s, so at one point per epoch all are equally smooth; %s.",
+			what, move, nEpochs(window), detail)
 	case len(leastOnes) == len(compared):
-		return fmt.Sprintf("Not separated: no variant's %s moves against its direction more than another's at one point per epoch; %s.", what, detail)
+		return fmt.Sprintf("Not separated: every variant's %s moves against its direction as much as the others'; %s.", what, detail)
 	case scores[r] > least+sameScore:
 		return fmt.Sprintf("Does not hold: %s move less; %s.", strings.Join(leastOnes, ", "), detail)
 	case len(leastOnes) > 1:
