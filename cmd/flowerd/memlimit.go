@@ -17,11 +17,12 @@ import (
 // memory that the Go collector is told to stay under when GOMEMLIMIT is
 // unset. Nearly all of flowerd's memory is Go heap (weights, momentum,
 // activations and the backend's scratch buffers), and with GOGC alone the
-// heap grows to about twice what is live before a collection: a model1
-// training job at batch 64 took the study server to 17.9 GB resident with
-// no limit and 10.3 GB under GOMEMLIMIT=8GiB. The limit makes the collector
-// run before the kernel's OOM killer would; a quarter is left for what the
-// collector does not count (goroutine stacks, Badger's memory maps).
+// heap may grow to twice what is live before a collection: a model1
+// training job at batch 64 took the study server to 17.7 GB resident with
+// no limit and 12.2 GB under GOMEMLIMIT=8GiB (epochs about 8% slower). The
+// limit makes the collector run before the kernel's OOM killer would; a
+// quarter is left for what the collector does not count (goroutine stacks,
+// Badger's memory maps).
 const memoryLimitFraction = 0.75
 
 // setMemoryLimit gives the Go collector a soft memory limit: GOMEMLIMIT
