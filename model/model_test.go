@@ -84,6 +84,7 @@ func TestLookupVariant(t *testing.T) {
 }
 
 func TestRankOf(t *testing.T) {
+	nan := float32(math.NaN())
 	tests := []struct {
 		p    []float32
 		c    int
@@ -91,12 +92,20 @@ func TestRankOf(t *testing.T) {
 	}{
 		{[]float32{0.1, 0.7, 0.2}, 1, 0},
 		{[]float32{0.1, 0.7, 0.2}, 0, 2},
-		{[]float32{0.5, 0.5, 0}, 1, 1}, // a tie counts against the class
-		{make([]float32, 17), 3, 16},   // all underflowed: last, not first
+		{[]float32{0.5, 0.5, 0}, 1, 1}, // a tie goes to the lower index, as argmax's
+		{[]float32{0.5, 0.5, 0}, 0, 0},
+		{make([]float32, 17), 3, 3},      // all underflowed: by index, as argmax
+		{[]float32{nan, 0.1, 0.2}, 0, 2}, // a NaN class ranks last
+		{[]float32{nan, 0.1, 0.2}, 2, 0},
+		{[]float32{nan, nan, 0.2}, 1, 2},
 	}
 	for _, tc := range tests {
 		if got := rankOf(tc.p, tc.c); got != tc.want {
 			t.Errorf("rankOf(%v, %d) = %d; want %d", tc.p, tc.c, got, tc.want)
+		}
+		// Top-1 and top-5 must agree: the argmax is the class of rank 0.
+		if top := argmax(tc.p); rankOf(tc.p, top) != 0 || (top == tc.c) != (tc.want == 0) {
+			t.Errorf("argmax(%v) = %d, of rank %d; want the class of rank 0", tc.p, top, rankOf(tc.p, top))
 		}
 	}
 }

@@ -346,21 +346,37 @@ func (m *Model) evaluate(ctx context.Context, infer func(shape shapes.Shape, ima
 
 func argmax(p []float32) int {
 	best := 0
-	for i, v := range p {
-		if v > p[best] {
+	for i := range p {
+		if outranks(p, i, best) {
 			best = i
 		}
 	}
 	return best
 }
 
-// rankOf is the number of other classes with a probability at least class
-// c's: ties count against c, so probabilities that saturated or underflowed
-// to the same value cannot put the true class in the top 5 by luck.
+// outranks orders classes by probability, highest first: ties go to the
+// lower index (so the top-1 class is the first of the most probable, as
+// argmax picks it) and NaN ranks below every number. It is a strict total
+// order, so top-1 and top-5 agree: argmax(p) == c exactly when
+// rankOf(p, c) == 0.
+func outranks(p []float32, i, c int) bool {
+	a, b := p[i], p[c]
+	switch {
+	case a > b:
+		return true
+	case a == b:
+		return i < c
+	case b != b: // c is NaN
+		return a == a || i < c
+	}
+	return false
+}
+
+// rankOf is the number of classes that outrank class c.
 func rankOf(p []float32, c int) int {
 	r := 0
-	for i, v := range p {
-		if i != c && v >= p[c] {
+	for i := range p {
+		if i != c && outranks(p, i, c) {
 			r++
 		}
 	}
