@@ -66,8 +66,8 @@ type runRecord struct {
 	Variant            string        `json:"variant"`
 	Epochs             int           `json:"epochs"`
 	BatchSize          int           `json:"batch_size"`
-	LearningRate       jfloat        `json:"learning_rate"`
-	Momentum           jfloat        `json:"momentum"`
+	LearningRate       JSONFloat        `json:"learning_rate"`
+	Momentum           JSONFloat        `json:"momentum"`
 	Seed               int64         `json:"seed"`
 	DatasetFingerprint string        `json:"dataset_fingerprint,omitempty"`
 	Backend            string        `json:"backend,omitempty"`
@@ -84,7 +84,7 @@ func toRunRecord(r Run) runRecord {
 	return runRecord{
 		ID: r.ID, Variant: r.Variant,
 		Epochs: r.Config.Epochs, BatchSize: r.Config.BatchSize,
-		LearningRate: jfloat(r.Config.LearningRate), Momentum: jfloat(r.Config.Momentum),
+		LearningRate: JSONFloat(r.Config.LearningRate), Momentum: JSONFloat(r.Config.Momentum),
 		Seed: r.Config.Seed, DatasetFingerprint: r.Config.DatasetFingerprint, Backend: r.Config.Backend,
 		FromVersion: r.Config.FromVersion, FromRun: r.Config.FromRun,
 		StartedAt: r.StartedAt, Outcome: r.Outcome, Reason: r.Reason,
@@ -108,12 +108,12 @@ func (r runRecord) run() Run {
 
 type epochRecord struct {
 	Epoch        int           `json:"epoch"`
-	Loss         jfloat        `json:"loss"`
-	Accuracy     jfloat        `json:"accuracy"`
-	ValLoss      jfloat        `json:"val_loss"`
-	ValAccuracy  jfloat        `json:"val_accuracy"`
+	Loss         JSONFloat        `json:"loss"`
+	Accuracy     JSONFloat        `json:"accuracy"`
+	ValLoss      JSONFloat        `json:"val_loss"`
+	ValAccuracy  JSONFloat        `json:"val_accuracy"`
 	WallTime     time.Duration `json:"wall_time_ns"`
-	ImagesPerSec jfloat        `json:"images_per_sec"`
+	ImagesPerSec JSONFloat        `json:"images_per_sec"`
 	Time         time.Time     `json:"time"`
 	Version      uint64        `json:"version,omitempty"`
 }
@@ -315,9 +315,9 @@ func (s *Store) AddEpoch(runID string, e Epoch) error {
 	}
 	defer s.end()
 	rec := epochRecord{
-		Epoch: e.Epoch, Loss: jfloat(e.Loss), Accuracy: jfloat(e.Accuracy),
-		ValLoss: jfloat(e.ValLoss), ValAccuracy: jfloat(e.ValAccuracy),
-		WallTime: e.WallTime, ImagesPerSec: jfloat(e.ImagesPerSec), Time: e.Time, Version: e.Version,
+		Epoch: e.Epoch, Loss: JSONFloat(e.Loss), Accuracy: JSONFloat(e.Accuracy),
+		ValLoss: JSONFloat(e.ValLoss), ValAccuracy: JSONFloat(e.ValAccuracy),
+		WallTime: e.WallTime, ImagesPerSec: JSONFloat(e.ImagesPerSec), Time: e.Time, Version: e.Version,
 	}
 	err := s.update(func(txn *badger.Txn) error {
 		if _, err := txn.Get(runKey(runID)); errors.Is(err, badger.ErrKeyNotFound) {
