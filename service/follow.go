@@ -42,16 +42,18 @@ type exportedLineage struct {
 	Epochs  []exportedEpoch `json:"epochs"`
 }
 
+// exportedEpoch is one epoch of an exported lineage; metrics are
+// JSONFloat because a diverged epoch's are NaN.
 type exportedEpoch struct {
-	Epoch        int       `json:"epoch"`
-	Loss         float64   `json:"loss"`
-	Accuracy     float64   `json:"accuracy"`
-	ValLoss      float64   `json:"val_loss"`
-	ValAccuracy  float64   `json:"val_accuracy"`
-	Seconds      float64   `json:"seconds"`
-	ImagesPerSec float64   `json:"images_per_sec"`
-	Time         time.Time `json:"time"`
-	Version      uint64    `json:"version"`
+	Epoch        int                   `json:"epoch"`
+	Loss         checkpoints.JSONFloat `json:"loss"`
+	Accuracy     checkpoints.JSONFloat `json:"accuracy"`
+	ValLoss      checkpoints.JSONFloat `json:"val_loss"`
+	ValAccuracy  checkpoints.JSONFloat `json:"val_accuracy"`
+	Seconds      float64               `json:"seconds"`
+	ImagesPerSec checkpoints.JSONFloat `json:"images_per_sec"`
+	Time         time.Time             `json:"time"`
+	Version      uint64                `json:"version"`
 }
 
 // DefaultFollowInterval is how often a follower looks for a new version.
@@ -147,8 +149,10 @@ func (s *Server) exportVersion(name string, version uint64) error {
 	}
 	lin := exportedLineage{Variant: name, Version: version, Epochs: []exportedEpoch{}}
 	for _, e := range epochs {
-		lin.Epochs = append(lin.Epochs, exportedEpoch{Epoch: e.Epoch, Loss: e.Loss, Accuracy: e.Accuracy, ValLoss: e.ValLoss,
-			ValAccuracy: e.ValAccuracy, Seconds: e.WallTime.Seconds(), ImagesPerSec: e.ImagesPerSec, Time: e.Time, Version: e.Version})
+		lin.Epochs = append(lin.Epochs, exportedEpoch{Epoch: e.Epoch, Loss: checkpoints.JSONFloat(e.Loss),
+			Accuracy: checkpoints.JSONFloat(e.Accuracy), ValLoss: checkpoints.JSONFloat(e.ValLoss),
+			ValAccuracy: checkpoints.JSONFloat(e.ValAccuracy), Seconds: e.WallTime.Seconds(),
+			ImagesPerSec: checkpoints.JSONFloat(e.ImagesPerSec), Time: e.Time, Version: e.Version})
 	}
 	if err := writeFileAtomic(filepath.Join(dir, strconv.FormatUint(version, 10)+lineageSuffix), func(f *os.File) error {
 		return json.NewEncoder(f).Encode(lin)
@@ -260,6 +264,13 @@ func (s *Server) followOnce(v *variant, m *model.Model) (int64, error) {
 	if version == m.Served().Version() {
 		return version, nil
 	}
+	// The lineage is read first: the trainer may prune it (with its state)
+	// while the state loads. Without it the weights are still served, and
+	// CompareVariants shows no training for them.
+	epochs, err := readExportedLineage(filepath.Join(dir, strconv.FormatInt(version, 10)+lineageSuffix), v.cfg.Name, version)
+	if err != nil {
+		s.log.Warn("follow trainer: no training history for the followed version", "variant", v.cfg.Name, "version", version, "err", err)
+	}
 	f, err := os.Open(filepath.Join(dir, strconv.FormatInt(version, 10)+stateSuffix))
 	if err != nil {
 		return 0, err
@@ -268,12 +279,6 @@ func (s *Server) followOnce(v *variant, m *model.Model) (int64, error) {
 	// ReadState verifies the whole state before it changes anything.
 	if err := m.ReadState(f); err != nil {
 		return 0, fmt.Errorf("load exported %s version %d: %w", v.cfg.Name, version, err)
-	}
-	// The lineage is read before the swap so that it never describes other
-	// weights than those served; a trainer older than the file wrote none.
-	epochs, err := readExportedLineage(filepath.Join(dir, strconv.FormatInt(version, 10)+lineageSuffix), v.cfg.Name, version)
-	if err != nil {
-		s.log.Warn("follow trainer: no training history for the followed version", "variant", v.cfg.Name, "version", version, "err", err)
 	}
 	if err := m.Publish(version); err != nil {
 		return 0, err
@@ -294,13 +299,10 @@ type followedLineage struct {
 	epochs  []checkpoints.Epoch
 }
 
-// readExportedLineage reads a <version>.lineage file; nil and no error when
-// there is none.
+// readExportedLineage reads a <version>.lineage file.
 func readExportedLineage(path, name string, version int64) ([]checkpoints.Epoch, error) {
 	raw, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	} else if err != nil {
+	if err != nil {
 		return nil, err
 	}
 	var lin exportedLineage
@@ -312,8 +314,9 @@ func readExportedLineage(path, name string, version int64) ([]checkpoints.Epoch,
 	}
 	epochs := make([]checkpoints.Epoch, len(lin.Epochs))
 	for i, e := range lin.Epochs {
-		epochs[i] = checkpoints.Epoch{Epoch: e.Epoch, Loss: e.Loss, Accuracy: e.Accuracy, ValLoss: e.ValLoss, ValAccuracy: e.ValAccuracy,
-			WallTime: time.Duration(e.Seconds * float64(time.Second)), ImagesPerSec: e.ImagesPerSec, Time: e.Time, Version: e.Version}
+		epochs[i] = checkpoints.Epoch{Epoch: e.Epoch, Loss: float64(e.Loss), Accuracy: float64(e.Accuracy), ValLoss: float64(e.ValLoss),
+			ValAccuracy: float64(e.ValAccuracy), WallTime: time.Duration(e.Seconds * float64(time.Second)),
+			ImagesPerSec: float64(e.ImagesPerSec), Time: e.Time, Version: e.Version}
 	}
 	return epochs, nil
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/flowerd/flowerd/checkpoints"
 	"github.com/flowerd/flowerd/model"
 	flowerdpb "github.com/flowerd/flowerd/pb/flowerd/v1"
 )
@@ -129,5 +131,46 @@ func TestFollower(t *testing.T) {
 	r, err := follower.client.Classify(ctx, &flowerdpb.ClassifyRequest{Images: []*flowerdpb.Image{{Data: img}}, Variant: "model2"})
 	if err != nil || r.GetResults()[0].GetPredictions()[0].GetVersion() != 3 {
 		t.Errorf("after a damaged export: %v, %v; want version 3 still served", r, err)
+	}
+}
+
+// TestExportedLineage round-trips a lineage file with a diverged (NaN)
+// epoch, which plain float64 fields cannot encode, and checks that a file
+// describing other weights, or none, is refused.
+func TestExportedLineage(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "7"+lineageSuffix)
+	when := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	lin := exportedLineage{Variant: "model2", Version: 7, Epochs: []exportedEpoch{
+		{Epoch: 1, Loss: 2.5, Accuracy: 0.2, ValLoss: 2.4, ValAccuracy: 0.25, Seconds: 80.5, ImagesPerSec: 13, Time: when, Version: 6},
+		{Epoch: 2, Loss: checkpoints.JSONFloat(math.NaN()), Accuracy: 0.05, ValLoss: checkpoints.JSONFloat(math.Inf(1)),
+			ValAccuracy: 0.06, Seconds: 81, ImagesPerSec: 13, Time: when.Add(time.Minute), Version: 7},
+	}}
+	if err := writeFileAtomic(path, func(f *os.File) error { return json.NewEncoder(f).Encode(lin) }); err != nil {
+		t.Fatalf("write a lineage with a NaN loss: %v", err)
+	}
+	got, err := readExportedLineage(path, "model2", 7)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("readExportedLineage = %v, %v; want two epochs", got, err)
+	}
+	if e := got[0]; e.Epoch != 1 || e.Loss != 2.5 || e.WallTime != 80500*time.Millisecond || !e.Time.Equal(when) || e.Version != 6 {
+		t.Errorf("first epoch = %+v; want what was written", e)
+	}
+	if e := got[1]; !math.IsNaN(e.Loss) || !math.IsInf(e.ValLoss, 1) || e.ValAccuracy != 0.06 {
+		t.Errorf("diverged epoch = %+v; want NaN loss and +Inf validation loss kept", e)
+	}
+	for _, tc := range []struct {
+		name    string
+		variant string
+		version int64
+		path    string
+	}{
+		{"another version", "model2", 8, path},
+		{"another variant", "model3", 7, path},
+		{"no file", "model2", 7, filepath.Join(dir, "9"+lineageSuffix)},
+	} {
+		if got, err := readExportedLineage(tc.path, tc.variant, tc.version); err == nil {
+			t.Errorf("readExportedLineage(%s) = %v, nil; want an error", tc.name, got)
+		}
 	}
 }

@@ -149,10 +149,9 @@ func (s *Server) servedLineage(name string, version int64) ([]checkpoints.Epoch,
 	if version <= 0 {
 		return nil, nil
 	}
-	man, err := s.store.Manifest(name, uint64(version))
-	if errors.Is(err, checkpoints.ErrNotFound) {
-		// A follower serves versions its own store does not hold: the
-		// trainer exported their history beside them.
+	if s.opts.FollowDir != "" {
+		// A follower serves the trainer's versions, not its own store's:
+		// the trainer exported their history beside them.
 		v := s.variants[name]
 		v.mu.Lock()
 		defer v.mu.Unlock()
@@ -160,6 +159,10 @@ func (s *Server) servedLineage(name string, version int64) ([]checkpoints.Epoch,
 			return slices.Clone(v.followed.epochs), nil
 		}
 		return nil, nil
+	}
+	man, err := s.store.Manifest(name, uint64(version))
+	if errors.Is(err, checkpoints.ErrNotFound) {
+		return nil, nil // pruned, or written by a store since recreated
 	} else if err != nil {
 		return nil, err
 	}
