@@ -21,8 +21,8 @@ import (
 // training job at batch 64 took the study server to 17.7 GB resident with
 // no limit and 12.2 GB under GOMEMLIMIT=8GiB (epochs about 8% slower). The
 // limit makes the collector run before the kernel's OOM killer would; a
-// quarter is left for what the collector does not count (goroutine stacks,
-// Badger's memory maps).
+// quarter is left for what the Go runtime does not count: Badger's memory
+// maps, and on the xla backend the PJRT plugin's own allocations.
 const memoryLimitFraction = 0.75
 
 // setMemoryLimit gives the Go collector a soft memory limit: GOMEMLIMIT

@@ -65,10 +65,11 @@ func TestSetMemoryLimit(t *testing.T) {
 	if limit != 3<<30 {
 		t.Errorf("setMemoryLimit on a 4 GiB machine = %d (%s); want 3 GiB", limit, from)
 	}
-	// GOMEMLIMIT set: the runtime's value stands and is reported.
+	// GOMEMLIMIT set: the runtime's value (here the one just set) stands
+	// and is reported.
 	t.Setenv("GOMEMLIMIT", "1GiB")
-	if _, from := setMemoryLimit(root); from != "GOMEMLIMIT=1GiB" {
-		t.Errorf("setMemoryLimit with GOMEMLIMIT set says %q; want it named", from)
+	if got, from := setMemoryLimit(root); from != "GOMEMLIMIT=1GiB" || got != 3<<30 || debug.SetMemoryLimit(-1) != 3<<30 {
+		t.Errorf("setMemoryLimit with GOMEMLIMIT set = %d, %q; want the limit in force (3 GiB) left alone and GOMEMLIMIT named", got, from)
 	}
 	// Unreadable memory: no limit is set, and the reason is given.
 	t.Setenv("GOMEMLIMIT", "")
