@@ -86,6 +86,15 @@ const timingTolerance = 0.05
 // sameScore is how close two againstTrend scores are to count as a tie.
 const sameScore = 1e-9
 
+// smoothTolerance is how much larger one againstTrend score must be than
+// another before the report calls that curve the noisier: the measure has
+// no noise model of its own, so differences under a quarter are left
+// unranked.
+const smoothTolerance = 0.25
+
+// clearlyAbove says whether score a exceeds b by more than smoothTolerance.
+func clearlyAbove(a, b float64) bool { return a > b*(1+smoothTolerance)+sameScore }
+
 func (r *studyRow) trainSeconds() float64 {
 	var s float64
 	for _, e := range r.epochs {
@@ -270,8 +279,9 @@ func writeStudyReport(w io.Writer, rep studyReport) {
 	p("%s\n\n", studyComparisonHeading)
 	p("How smooth a curve is: the mean of its epoch-to-epoch moves against its direction (rises of the loss, drops of\n")
 	p("the validation accuracy), over the epochs every compared variant has; a curve that only falls (or rises) scores 0\n")
-	p("however sharply it bends. Test intervals are 95%% Wilson score intervals: where two overlap, the test split\n")
-	p("cannot rank the variants (\"not separated\"); epoch times within %.0f%% of each other are not separated either.\n\n", timingTolerance*100)
+	p("however sharply it bends; scores within %.0f%% of each other are not ranked (\"not separated\"). Test intervals are\n", smoothTolerance*100)
+	p("95%% Wilson score intervals: where two overlap, the test split cannot rank the variants; epoch times within %.0f%%\n", timingTolerance*100)
+	p("of each other are not separated either.\n\n")
 	for _, f := range studyFindings(rep.rows) {
 		p("- **%s** %s\n", f.claim, f.verdict)
 	}
@@ -464,7 +474,7 @@ func studyFindings(rows []*studyRow) []finding {
 		case rival == nil:
 			v = fmt.Sprintf("Cannot tell which is fastest: model2, %s s per epoch, is the only trained variant", f1(a))
 		case math.Abs(a-b) <= timingTolerance*min(a, b):
-			v = fmt.Sprintf("Fastest not separated: model2 takes %s s per epoch and %s %s s, within %.0f%%, the spread of one variant's epoch times on this machine",
+			v = fmt.Sprintf("Fastest not separated: model2 takes %s s per epoch and %s %s s, within %.0f%%, the spread the report allows for epoch times",
 				f1(a), rival.variant, f1(b), timingTolerance*100)
 		case a < b:
 			v = fmt.Sprintf("Fastest holds: model2 takes %s s per epoch, the least", f1(a))
@@ -487,13 +497,11 @@ func studyFindings(rows []*studyRow) []finding {
 	claim = "models 3 and 4 have noisier validation curves."
 	var missing []string
 	var compared []*studyRow
-	for _, n := range []string{"model1", "model2", "model3", "model4", "model5"} {
+	for _, n := range []string{"model1", "model2", "model3", "model4"} {
 		r := byName[n]
 		switch {
 		case r != nil && len(r.epochs) >= 2:
 			compared = append(compared, r)
-		case n == "model5":
-			// shown when there, not needed
 		case r == nil:
 			missing = append(missing, n+" (not served)")
 		default:
@@ -503,7 +511,11 @@ func studyFindings(rows []*studyRow) []finding {
 	if len(missing) > 0 {
 		fs = append(fs, finding{claim, "Cannot tell: the comparison needs two epochs of each of models 1 to 4; missing " + strings.Join(missing, ", ") + "."})
 	} else {
+		// The window is that of models 1 to 4; model5 is shown over it too.
 		window := commonEpochs(compared)
+		if r := byName["model5"]; r != nil && len(r.epochs) >= window {
+			compared = append(compared, r)
+		}
 		noise := map[string]float64{}
 		var parts []string
 		for _, r := range compared {
@@ -512,16 +524,19 @@ func studyFindings(rows []*studyRow) []finding {
 		}
 		detail := fmt.Sprintf("mean validation-accuracy drop per epoch over the first %s: %s", nEpochs(window), strings.Join(parts, ", "))
 		lo34, hi12 := min(noise["model3"], noise["model4"]), max(noise["model1"], noise["model2"])
+		mean34, mean12 := (noise["model3"]+noise["model4"])/2, (noise["model1"]+noise["model2"])/2
 		var v string
 		switch {
 		case max(noise["model1"], noise["model2"], noise["model3"], noise["model4"]) <= sameScore:
 			v = "Not separated: no validation accuracy of models 1 to 4 ever drops from one epoch to the next; " + detail + "."
-		case lo34 > hi12+sameScore:
+		case clearlyAbove(lo34, hi12):
 			v = "Holds: both drop more than models 1 and 2; " + detail + "."
-		case (noise["model3"]+noise["model4"])/2 > (noise["model1"]+noise["model2"])/2+sameScore:
+		case clearlyAbove(mean34, mean12):
 			v = "Holds only on average: models 3 and 4 together drop more than models 1 and 2, but not each of them; " + detail + "."
+		case clearlyAbove(mean12, mean34):
+			v = "Does not hold: models 1 and 2 drop more; " + detail + "."
 		default:
-			v = "Does not hold: " + detail + "."
+			v = fmt.Sprintf("Not separated: models 3 and 4 together and models 1 and 2 together are within %.0f%% of each other; %s.", smoothTolerance*100, detail)
 		}
 		fs = append(fs, finding{claim, v})
 	}
@@ -561,51 +576,66 @@ func commonEpochs(rows []*studyRow) int {
 	return n
 }
 
-// smoothest says whether r's curve moves against its direction less than
-// every other row's, over the epochs they all have.
+// smoothest says whether r's curve moves against its direction clearly
+// less than every other row's, over the epochs they all have.
 func smoothest(r *studyRow, rows []*studyRow, curve func(*studyRow) []float64, rising bool, what string) string {
-	var compared []*studyRow
+	if len(r.epochs) < 2 {
+		return fmt.Sprintf("Cannot tell: %s has %s; comparing how its %s moves needs two.", r.variant, nEpochs(len(r.epochs)), what)
+	}
+	compared := []*studyRow{r}
 	for _, o := range rows {
-		if len(o.epochs) >= 2 {
+		if o != r && len(o.epochs) >= 2 {
 			compared = append(compared, o)
 		}
 	}
-	if len(r.epochs) < 2 {
-		return fmt.Sprintf("Cannot tell: %s has %s; comparing how its %s moves needs two.", r.variant, nEpochs(len(r.epochs)), what)
+	if len(compared) == 1 {
+		return fmt.Sprintf("Cannot tell: no variant but %s has two epochs to compare its %s with.", r.variant, what)
 	}
 	window := commonEpochs(compared)
 	scores := map[*studyRow]float64{}
 	var parts []string
-	least := math.Inf(1)
-	for _, o := range compared {
-		scores[o], _ = againstTrend(curve(o), window, rising)
-		parts = append(parts, o.variant+" "+f4(scores[o]))
-		least = min(least, scores[o])
+	highest := 0.0
+	for _, o := range rows { // in the report's order
+		if slices.Contains(compared, o) {
+			scores[o], _ = againstTrend(curve(o), window, rising)
+			parts = append(parts, o.variant+" "+f4(scores[o]))
+			highest = max(highest, scores[o])
+		}
 	}
 	move := "rise"
 	if rising {
 		move = "drop"
 	}
 	detail := fmt.Sprintf("mean %s %s per epoch over the first %s: %s", what, move, nEpochs(window), strings.Join(parts, ", "))
-	var leastOnes []string
-	for _, o := range compared {
-		if scores[o] <= least+sameScore {
-			leastOnes = append(leastOnes, o.variant)
+	var smoother, near []string
+	for _, o := range compared[1:] {
+		switch {
+		case clearlyAbove(scores[r], scores[o]):
+			smoother = append(smoother, o.variant)
+		case !clearlyAbove(scores[o], scores[r]):
+			near = append(near, o.variant)
 		}
 	}
 	switch {
-	case len(leastOnes) == len(compared) && least <= sameScore:
+	case highest <= sameScore:
 		return fmt.Sprintf("Not separated: no variant's %s ever %ss from one epoch to the next in the first %s, so at one point per epoch all are equally smooth; %s.",
 			what, move, nEpochs(window), detail)
-	case len(leastOnes) == len(compared):
-		return fmt.Sprintf("Not separated: every variant's %s moves against its direction as much as the others'; %s.", what, detail)
-	case scores[r] > least+sameScore:
-		return fmt.Sprintf("Does not hold: %s move less; %s.", strings.Join(leastOnes, ", "), detail)
-	case len(leastOnes) > 1:
-		return fmt.Sprintf("Not separated: %s tie for the least; %s.", strings.Join(leastOnes, ", "), detail)
+	case len(smoother) > 0:
+		return fmt.Sprintf("Does not hold: %s %s clearly less; %s.", strings.Join(smoother, ", "), verb(len(smoother), "moves", "move"), detail)
+	case len(near) > 0:
+		return fmt.Sprintf("Not separated: %s %s within %.0f%% of %s's; %s.", strings.Join(near, ", "), verb(len(near), "is", "are"),
+			smoothTolerance*100, r.variant, detail)
 	default:
-		return fmt.Sprintf("Holds: %s's moves the least against its direction; %s.", r.variant, detail)
+		return fmt.Sprintf("Holds: %s's moves the least against its direction, by more than %.0f%%; %s.", r.variant, smoothTolerance*100, detail)
 	}
+}
+
+// verb picks the singular or plural form for n subjects.
+func verb(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // nEpochs is "1 epoch", "3 epochs".

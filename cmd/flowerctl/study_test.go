@@ -389,7 +389,7 @@ func TestStudyFindings(t *testing.T) {
 	}{
 		{"as the study found", study, []string{"Holds: model1's moves the least", "Holds: model1 has the highest test top-1",
 			"Fastest holds", "Holds: both drop more", "Holds: test top-1 model5"}},
-		{"the other way", opposite, []string{"Does not hold: model2, model3, model4 move less", "Does not hold: model2 0.880",
+		{"the other way", opposite, []string{"Does not hold: model2, model3, model4 move clearly less", "Does not hold: model2 0.880",
 			"Fastest does not hold: model1", "Does not hold", "Does not hold: test top-1 model5"}},
 		{"nothing separated", flat, []string{"Not separated: no variant's training loss", "Not separated: model1 has",
 			"Fastest not separated: model2 takes 59.0 s per epoch and model1 60.0 s", "Not separated: no validation accuracy",
@@ -412,6 +412,23 @@ func TestStudyFindings(t *testing.T) {
 	}
 	if v := studyFindings(study)[2].verdict; !strings.Contains(v, "About 0.79 holds") {
 		t.Errorf("model2 at 0.79: %q; want about 0.79 to hold", v)
+	}
+	// Scores within a quarter of each other are not ranked: model1 rises
+	// 0.1 in three steps, model2 0.11.
+	near := slices.Clone(study)
+	near[0] = row("model1", 60, 0.91, 0.2, 0.5, 0.3, 0.8)    // loss 2.8, 2.4, 2.5, 1.9
+	near[1] = row("model2", 20, 0.79, 0.2, 0.5, 0.29, 0.8)   // loss 2.8, 2.4, 2.51, 1.9
+	near[2] = row("model3", 40, 0.70, 0.2, 0.5, 0.295, 0.8)  // 0.105, likewise close
+	near[3] = row("model4", 45, 0.72, 0.2, 0.5, 0.285, 0.8)  // 0.115
+	near[4] = row("model5", 40, 0.76, 0.2, 0.5, 0.2975, 0.8) // 0.1025
+	if v := studyFindings(near)[0].verdict; !strings.HasPrefix(v, "Not separated: model2, model3, model4, model5 are within 25% of model1's") {
+		t.Errorf("loss rises within 25%% of each other: %q; want not separated", v)
+	}
+	if v := studyFindings(near)[3].verdict; !strings.HasPrefix(v, "Not separated: models 3 and 4 together") {
+		t.Errorf("validation drops within 25%% of each other: %q; want not separated", v)
+	}
+	if v := smoothest(study[0], study[:1], (*studyRow).lossCurve, false, "training loss"); !strings.HasPrefix(v, "Cannot tell: no variant but model1") {
+		t.Errorf("smoothest with nothing to compare: %q; want cannot tell", v)
 	}
 	// A variant that trained longer is judged on the epochs all have: a
 	// drop after the common window does not count against it.
