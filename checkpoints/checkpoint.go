@@ -45,8 +45,8 @@ type manifestRecord struct {
 	RunID       string    `json:"run_id,omitempty"`
 	Epoch       int       `json:"epoch"`
 	Step        int64     `json:"step"`
-	ValAccuracy JSONFloat    `json:"val_accuracy"`
-	ValLoss     JSONFloat    `json:"val_loss"`
+	ValAccuracy JSONFloat `json:"val_accuracy"`
+	ValLoss     JSONFloat `json:"val_loss"`
 	CreatedAt   time.Time `json:"created_at"`
 	Size        int64     `json:"size"`
 	SHA256      string    `json:"sha256"`

@@ -23,9 +23,9 @@ type Evaluation struct {
 
 type evaluationRecord struct {
 	Examples int       `json:"examples"`
-	Loss     JSONFloat    `json:"loss"`
-	Top1     JSONFloat    `json:"top1"`
-	Top5     JSONFloat    `json:"top5"`
+	Loss     JSONFloat `json:"loss"`
+	Top1     JSONFloat `json:"top1"`
+	Top5     JSONFloat `json:"top5"`
 	Time     time.Time `json:"time"`
 }
 

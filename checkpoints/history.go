@@ -66,8 +66,8 @@ type runRecord struct {
 	Variant            string        `json:"variant"`
 	Epochs             int           `json:"epochs"`
 	BatchSize          int           `json:"batch_size"`
-	LearningRate       JSONFloat        `json:"learning_rate"`
-	Momentum           JSONFloat        `json:"momentum"`
+	LearningRate       JSONFloat     `json:"learning_rate"`
+	Momentum           JSONFloat     `json:"momentum"`
 	Seed               int64         `json:"seed"`
 	DatasetFingerprint string        `json:"dataset_fingerprint,omitempty"`
 	Backend            string        `json:"backend,omitempty"`
@@ -108,12 +108,12 @@ func (r runRecord) run() Run {
 
 type epochRecord struct {
 	Epoch        int           `json:"epoch"`
-	Loss         JSONFloat        `json:"loss"`
-	Accuracy     JSONFloat        `json:"accuracy"`
-	ValLoss      JSONFloat        `json:"val_loss"`
-	ValAccuracy  JSONFloat        `json:"val_accuracy"`
+	Loss         JSONFloat     `json:"loss"`
+	Accuracy     JSONFloat     `json:"accuracy"`
+	ValLoss      JSONFloat     `json:"val_loss"`
+	ValAccuracy  JSONFloat     `json:"val_accuracy"`
 	WallTime     time.Duration `json:"wall_time_ns"`
-	ImagesPerSec JSONFloat        `json:"images_per_sec"`
+	ImagesPerSec JSONFloat     `json:"images_per_sec"`
 	Time         time.Time     `json:"time"`
 	Version      uint64        `json:"version,omitempty"`
 }
