@@ -45,8 +45,8 @@ type manifestRecord struct {
 	RunID       string    `json:"run_id,omitempty"`
 	Epoch       int       `json:"epoch"`
 	Step        int64     `json:"step"`
-	ValAccuracy JSONFloat `json:"val_accuracy"`
-	ValLoss     JSONFloat `json:"val_loss"`
+	ValAccuracy jfloat    `json:"val_accuracy"`
+	ValLoss     jfloat    `json:"val_loss"`
 	CreatedAt   time.Time `json:"created_at"`
 	Size        int64     `json:"size"`
 	SHA256      string    `json:"sha256"`
@@ -323,8 +323,8 @@ func (w *Writer) Commit() (Manifest, error) {
 		RunID:       w.meta.RunID,
 		Epoch:       w.meta.Epoch,
 		Step:        w.meta.Step,
-		ValAccuracy: JSONFloat(w.meta.ValAccuracy),
-		ValLoss:     JSONFloat(w.meta.ValLoss),
+		ValAccuracy: jfloat(w.meta.ValAccuracy),
+		ValLoss:     jfloat(w.meta.ValLoss),
 		CreatedAt:   w.meta.CreatedAt,
 		Size:        w.size,
 		SHA256:      hex.EncodeToString(w.whole.Sum(nil)),

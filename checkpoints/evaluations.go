@@ -23,9 +23,9 @@ type Evaluation struct {
 
 type evaluationRecord struct {
 	Examples int       `json:"examples"`
-	Loss     JSONFloat `json:"loss"`
-	Top1     JSONFloat `json:"top1"`
-	Top5     JSONFloat `json:"top5"`
+	Loss     jfloat    `json:"loss"`
+	Top1     jfloat    `json:"top1"`
+	Top5     jfloat    `json:"top5"`
 	Time     time.Time `json:"time"`
 }
 
@@ -50,7 +50,7 @@ func (s *Store) AddEvaluation(e Evaluation) error {
 		return fmt.Errorf("add evaluation: %w", err)
 	}
 	defer s.end()
-	rec := evaluationRecord{Examples: e.Examples, Loss: JSONFloat(e.Loss), Top1: JSONFloat(e.Top1), Top5: JSONFloat(e.Top5), Time: e.Time}
+	rec := evaluationRecord{Examples: e.Examples, Loss: jfloat(e.Loss), Top1: jfloat(e.Top1), Top5: jfloat(e.Top5), Time: e.Time}
 	if err := s.update(func(txn *badger.Txn) error {
 		return setJSON(txn, evaluationKey(e.Variant, e.Split, e.Version), rec)
 	}); err != nil {

@@ -66,8 +66,8 @@ type runRecord struct {
 	Variant            string        `json:"variant"`
 	Epochs             int           `json:"epochs"`
 	BatchSize          int           `json:"batch_size"`
-	LearningRate       JSONFloat     `json:"learning_rate"`
-	Momentum           JSONFloat     `json:"momentum"`
+	LearningRate       jfloat        `json:"learning_rate"`
+	Momentum           jfloat        `json:"momentum"`
 	Seed               int64         `json:"seed"`
 	DatasetFingerprint string        `json:"dataset_fingerprint,omitempty"`
 	Backend            string        `json:"backend,omitempty"`
@@ -84,7 +84,7 @@ func toRunRecord(r Run) runRecord {
 	return runRecord{
 		ID: r.ID, Variant: r.Variant,
 		Epochs: r.Config.Epochs, BatchSize: r.Config.BatchSize,
-		LearningRate: JSONFloat(r.Config.LearningRate), Momentum: JSONFloat(r.Config.Momentum),
+		LearningRate: jfloat(r.Config.LearningRate), Momentum: jfloat(r.Config.Momentum),
 		Seed: r.Config.Seed, DatasetFingerprint: r.Config.DatasetFingerprint, Backend: r.Config.Backend,
 		FromVersion: r.Config.FromVersion, FromRun: r.Config.FromRun,
 		StartedAt: r.StartedAt, Outcome: r.Outcome, Reason: r.Reason,
@@ -108,14 +108,40 @@ func (r runRecord) run() Run {
 
 type epochRecord struct {
 	Epoch        int           `json:"epoch"`
-	Loss         JSONFloat     `json:"loss"`
-	Accuracy     JSONFloat     `json:"accuracy"`
-	ValLoss      JSONFloat     `json:"val_loss"`
-	ValAccuracy  JSONFloat     `json:"val_accuracy"`
+	Loss         jfloat        `json:"loss"`
+	Accuracy     jfloat        `json:"accuracy"`
+	ValLoss      jfloat        `json:"val_loss"`
+	ValAccuracy  jfloat        `json:"val_accuracy"`
 	WallTime     time.Duration `json:"wall_time_ns"`
-	ImagesPerSec JSONFloat     `json:"images_per_sec"`
+	ImagesPerSec jfloat        `json:"images_per_sec"`
 	Time         time.Time     `json:"time"`
 	Version      uint64        `json:"version,omitempty"`
+}
+
+// MarshalJSON writes e as the store keeps it: NaN and infinite metrics
+// survive (a diverged epoch's loss is NaN), the wall time in nanoseconds.
+// Other files that carry stored epochs (a trainer's exported lineage) use it
+// too.
+func (e Epoch) MarshalJSON() ([]byte, error) {
+	return json.Marshal(epochRecord{
+		Epoch: e.Epoch, Loss: jfloat(e.Loss), Accuracy: jfloat(e.Accuracy),
+		ValLoss: jfloat(e.ValLoss), ValAccuracy: jfloat(e.ValAccuracy),
+		WallTime: e.WallTime, ImagesPerSec: jfloat(e.ImagesPerSec), Time: e.Time, Version: e.Version,
+	})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (e *Epoch) UnmarshalJSON(b []byte) error {
+	var r epochRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return err
+	}
+	*e = Epoch{
+		Epoch: r.Epoch, Loss: float64(r.Loss), Accuracy: float64(r.Accuracy),
+		ValLoss: float64(r.ValLoss), ValAccuracy: float64(r.ValAccuracy),
+		WallTime: r.WallTime, ImagesPerSec: float64(r.ImagesPerSec), Time: r.Time, Version: r.Version,
+	}
+	return nil
 }
 
 func runKey(id string) []byte { return []byte(pRun + id) }
@@ -314,18 +340,13 @@ func (s *Store) AddEpoch(runID string, e Epoch) error {
 		return fmt.Errorf("add epoch: %w", err)
 	}
 	defer s.end()
-	rec := epochRecord{
-		Epoch: e.Epoch, Loss: JSONFloat(e.Loss), Accuracy: JSONFloat(e.Accuracy),
-		ValLoss: JSONFloat(e.ValLoss), ValAccuracy: JSONFloat(e.ValAccuracy),
-		WallTime: e.WallTime, ImagesPerSec: JSONFloat(e.ImagesPerSec), Time: e.Time, Version: e.Version,
-	}
 	err := s.update(func(txn *badger.Txn) error {
 		if _, err := txn.Get(runKey(runID)); errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("run %s: %w", runID, ErrNotFound)
 		} else if err != nil {
 			return err
 		}
-		return setJSON(txn, binary.BigEndian.AppendUint32(epochPrefix(runID), uint32(e.Epoch)), rec)
+		return setJSON(txn, binary.BigEndian.AppendUint32(epochPrefix(runID), uint32(e.Epoch)), e)
 	})
 	if err != nil {
 		return fmt.Errorf("add epoch %d of run %s: %w", e.Epoch, runID, err)
@@ -353,16 +374,12 @@ func (s *Store) History(runID string) ([]Epoch, error) {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: epochPrefix(runID), PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			var r epochRecord
-			err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &r) })
+			var e Epoch
+			err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) })
 			if err != nil {
 				return fmt.Errorf("decode epoch %q: %v: %w", it.Item().Key(), err, ErrCorrupt)
 			}
-			out = append(out, Epoch{
-				Epoch: r.Epoch, Loss: float64(r.Loss), Accuracy: float64(r.Accuracy),
-				ValLoss: float64(r.ValLoss), ValAccuracy: float64(r.ValAccuracy),
-				WallTime: r.WallTime, ImagesPerSec: float64(r.ImagesPerSec), Time: r.Time, Version: r.Version,
-			})
+			out = append(out, e)
 		}
 		return nil
 	})

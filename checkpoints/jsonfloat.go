@@ -6,13 +6,12 @@ import (
 	"strconv"
 )
 
-// JSONFloat is a float64 that survives JSON when it is NaN or infinite (a
+// jfloat is a float64 that survives JSON when it is NaN or infinite (a
 // diverged run has NaN loss): those are written as the strings "NaN",
-// "+Inf" and "-Inf". The store's records use it, and so does any file
-// that carries their metrics elsewhere (the service's exported lineage).
-type JSONFloat float64
+// "+Inf" and "-Inf".
+type jfloat float64
 
-func (f JSONFloat) MarshalJSON() ([]byte, error) {
+func (f jfloat) MarshalJSON() ([]byte, error) {
 	v := float64(f)
 	switch {
 	case math.IsNaN(v):
@@ -25,7 +24,7 @@ func (f JSONFloat) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, v, 'g', -1, 64), nil
 }
 
-func (f *JSONFloat) UnmarshalJSON(b []byte) error {
+func (f *jfloat) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '"' {
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
@@ -35,13 +34,13 @@ func (f *JSONFloat) UnmarshalJSON(b []byte) error {
 		if err != nil {
 			return err
 		}
-		*f = JSONFloat(v)
+		*f = jfloat(v)
 		return nil
 	}
 	var v float64
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
-	*f = JSONFloat(v)
+	*f = jfloat(v)
 	return nil
 }

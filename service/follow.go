@@ -35,25 +35,12 @@ const (
 	keepExported  = 2 // a follower may still be reading the previous one
 )
 
-// exportedLineage is the file format of <version>.lineage.
+// exportedLineage is the file format of <version>.lineage; the epochs are
+// encoded as the store keeps them.
 type exportedLineage struct {
-	Variant string          `json:"variant"`
-	Version uint64          `json:"version"`
-	Epochs  []exportedEpoch `json:"epochs"`
-}
-
-// exportedEpoch is one epoch of an exported lineage; metrics are
-// JSONFloat because a diverged epoch's are NaN.
-type exportedEpoch struct {
-	Epoch        int                   `json:"epoch"`
-	Loss         checkpoints.JSONFloat `json:"loss"`
-	Accuracy     checkpoints.JSONFloat `json:"accuracy"`
-	ValLoss      checkpoints.JSONFloat `json:"val_loss"`
-	ValAccuracy  checkpoints.JSONFloat `json:"val_accuracy"`
-	Seconds      float64               `json:"seconds"`
-	ImagesPerSec checkpoints.JSONFloat `json:"images_per_sec"`
-	Time         time.Time             `json:"time"`
-	Version      uint64                `json:"version"`
+	Variant string              `json:"variant"`
+	Version uint64              `json:"version"`
+	Epochs  []checkpoints.Epoch `json:"epochs"`
 }
 
 // DefaultFollowInterval is how often a follower looks for a new version.
@@ -147,13 +134,7 @@ func (s *Server) exportVersion(name string, version uint64) error {
 	if err != nil {
 		return err
 	}
-	lin := exportedLineage{Variant: name, Version: version, Epochs: []exportedEpoch{}}
-	for _, e := range epochs {
-		lin.Epochs = append(lin.Epochs, exportedEpoch{Epoch: e.Epoch, Loss: checkpoints.JSONFloat(e.Loss),
-			Accuracy: checkpoints.JSONFloat(e.Accuracy), ValLoss: checkpoints.JSONFloat(e.ValLoss),
-			ValAccuracy: checkpoints.JSONFloat(e.ValAccuracy), Seconds: e.WallTime.Seconds(),
-			ImagesPerSec: checkpoints.JSONFloat(e.ImagesPerSec), Time: e.Time, Version: e.Version})
-	}
+	lin := exportedLineage{Variant: name, Version: version, Epochs: epochs}
 	if err := writeFileAtomic(filepath.Join(dir, strconv.FormatUint(version, 10)+lineageSuffix), func(f *os.File) error {
 		return json.NewEncoder(f).Encode(lin)
 	}); err != nil {
@@ -312,13 +293,7 @@ func readExportedLineage(path, name string, version int64) ([]checkpoints.Epoch,
 	if lin.Variant != name || int64(lin.Version) != version {
 		return nil, fmt.Errorf("%s: describes %s version %d", path, lin.Variant, lin.Version)
 	}
-	epochs := make([]checkpoints.Epoch, len(lin.Epochs))
-	for i, e := range lin.Epochs {
-		epochs[i] = checkpoints.Epoch{Epoch: e.Epoch, Loss: float64(e.Loss), Accuracy: float64(e.Accuracy), ValLoss: float64(e.ValLoss),
-			ValAccuracy: float64(e.ValAccuracy), WallTime: time.Duration(e.Seconds * float64(time.Second)),
-			ImagesPerSec: float64(e.ImagesPerSec), Time: e.Time, Version: e.Version}
-	}
-	return epochs, nil
+	return lin.Epochs, nil
 }
 
 // follow polls v's SERVING until the server closes.

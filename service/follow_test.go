@@ -141,10 +141,10 @@ func TestExportedLineage(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "7"+lineageSuffix)
 	when := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	lin := exportedLineage{Variant: "model2", Version: 7, Epochs: []exportedEpoch{
-		{Epoch: 1, Loss: 2.5, Accuracy: 0.2, ValLoss: 2.4, ValAccuracy: 0.25, Seconds: 80.5, ImagesPerSec: 13, Time: when, Version: 6},
-		{Epoch: 2, Loss: checkpoints.JSONFloat(math.NaN()), Accuracy: 0.05, ValLoss: checkpoints.JSONFloat(math.Inf(1)),
-			ValAccuracy: 0.06, Seconds: 81, ImagesPerSec: 13, Time: when.Add(time.Minute), Version: 7},
+	lin := exportedLineage{Variant: "model2", Version: 7, Epochs: []checkpoints.Epoch{
+		{Epoch: 1, Loss: 2.5, Accuracy: 0.2, ValLoss: 2.4, ValAccuracy: 0.25, WallTime: 80500 * time.Millisecond, ImagesPerSec: 13, Time: when, Version: 6},
+		{Epoch: 2, Loss: math.NaN(), Accuracy: 0.05, ValLoss: math.Inf(1),
+			ValAccuracy: 0.06, WallTime: 81 * time.Second, ImagesPerSec: 13, Time: when.Add(time.Minute), Version: 7},
 	}}
 	if err := writeFileAtomic(path, func(f *os.File) error { return json.NewEncoder(f).Encode(lin) }); err != nil {
 		t.Fatalf("write a lineage with a NaN loss: %v", err)
