@@ -37,7 +37,10 @@ const (
 	tuningWinograd
 	tuningWinograd5
 	tuningDropConnectOut
-	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut
+	tuningWinograd4
+	tuningTileGrad
+	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
+		tuningWinograd4 | tuningTileGrad
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -92,6 +95,8 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 			winograd:       bits&tuningWinograd != 0,
 			winograd5:      bits&tuningWinograd5 != 0,
 			dropConnectOut: bits&tuningDropConnectOut != 0,
+			winograd4:      bits&tuningWinograd4 != 0,
+			tileGrad:       bits&tuningTileGrad != 0,
 		}
 	}
 

@@ -10,13 +10,15 @@ import (
 // TestTunedNetworkAgrees checks that the go backend's faster formulations
 // (every paramTuning bit) predict what the straightforward one does, within
 // fp32 tolerance, for the original network and for DropConnect's, at full
-// size so that space-to-depth and both Winograd forms are in the graph.
+// size and a batch of 4, so that space-to-depth and every Winograd form are
+// in the graphs: model1 runs F(4x4) for its 5x5 and 3x3 convolutions, model5
+// F(4x4) for its 5x5 and F(2x2) for its 3x3 ones.
 func TestTunedNetworkAgrees(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds full-size networks: skipped under -short")
 	}
 	b := testBackend(t)
-	const n = 2
+	const n = 4
 	r := rand.New(rand.NewPCG(1, 2))
 	images := make([]float32, n*227*227*3)
 	for i := range images {

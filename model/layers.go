@@ -85,9 +85,46 @@ type tuning struct {
 	// winograd, winograd5: 3x3 (5x5) stride-1 convolutions use Winograd's
 	// F(2x2, 3x3) (F(2x2, 5x5)), see winogradConv.
 	winograd, winograd5 bool
+	// winograd4: where it has the tiles, F(4x4, rxr) instead of F(2x2,
+	// rxr), see winogradTile.
+	winograd4 bool
+	// tileGrad: with customGrad, Winograd's input tiles are differentiated
+	// by overlap-add, see winogradTiles.
+	tileGrad bool
 	// dropConnectOut: DropConnect's inference scales the dense layer's
 	// output by keep instead of its weights, see denseLayer.
 	dropConnectOut bool
+}
+
+// winogradMinTiles is, per output tile side m and kernel side r, the number
+// of m x m output tiles (over the batch) from which a stride-1 convolution
+// uses F(mxm, rxr). Layer timings (BenchmarkConvForms, training, batch 32 and
+// 1, against the next smaller form):
+//   - F(2x2, 3x3): 64 tiles (15x15, batch 1) 1.7x faster than im2col; 25
+//     (10x10) no faster, 16 (7x7) slower.
+//   - F(2x2, 5x5): 225 tiles (29x29) 1.5x faster than im2col, 100 (19x19)
+//     no faster.
+//   - F(4x4, 3x3): 512 tiles (15x15, batch 32) 1.45x faster than F(2x2), 128
+//     (7x7) 1.3x; 288 (10x10) the same (the 12x12 padding eats the saving);
+//     16 (15x15, batch 1) 1.1x slower.
+//   - F(4x4, 5x5): 25 tiles (19x19, batch 1) 1.5x faster than F(2x2) and
+//     im2col, 64 (29x29) 1.1x; at batch 32 1.65x (29x29) and 1.75x (19x19).
+var winogradMinTiles = map[[2]int]int{{2, 3}: 64, {2, 5}: 200, {4, 3}: 64, {4, 5}: 16}
+
+// winogradTile is the output tile side of the Winograd form a stride-1
+// convolution with an r x r kernel uses on n images of h x w pixels, or 0
+// for im2col.
+func (t tuning) winogradTile(r, n, h, w int) int {
+	if !(r == 3 && t.winograd) && !(r == 5 && t.winograd5) {
+		return 0
+	}
+	tiles := func(m int) int { return n * ((h + m - 1) / m) * ((w + m - 1) / m) }
+	for _, m := range []int{4, 2} {
+		if (m == 2 || t.winograd4) && tiles(m) >= winogradMinTiles[[2]int{m, r}] {
+			return m
+		}
+	}
+	return 0
 }
 
 // conv2D is a 'SAME'-padded 2-D convolution of an NHWC input with an HWIO
@@ -103,12 +140,9 @@ func conv2D(x, kernel *Node, stride int, impl string, t tuning) *Node {
 		return Convolve(x, kernel).StridePerAxis(stride, stride).
 			PaddingPerDim([][2]int{{ph0, ph1}, {pw0, pw1}}).Done()
 	}
-	// Winograd pays once there are enough tiles to fill its matmuls. Layer
-	// timings at batch 1: 3x3 on 15x15 (64 tiles) 1.2x faster, on 7x7 (16)
-	// slower; 5x5 on 29x29 (225 tiles) 1.25x faster, on 19x19 (100) 0.6x.
-	wino := (kh == 3 && t.winograd) || (kh == 5 && t.winograd5)
-	if minTiles := winogradMinTiles[kh]; wino && stride == 1 && kh == kw && dims[0]*((h+1)/2)*((w+1)/2) >= minTiles {
-		return winogradConv(x, kernel, t.customGrad)
+	// Winograd pays once there are enough tiles to fill its matmuls.
+	if m := t.winogradTile(kh, dims[0], h, w); m > 0 && stride == 1 && kh == kw {
+		return winogradConv(x, kernel, m, t.customGrad, t.tileGrad)
 	}
 	if stride == 1 || !t.spaceToDepth {
 		xp := padSpatial(x, [2]int{ph0, ph1}, [2]int{pw0, pw1}, 0)
@@ -208,13 +242,16 @@ func winogradTransforms(m, r int, points []float64) (at, g, bt [][]float64) {
 	return at, g, bt
 }
 
-// winogradPoints are the interpolation points of F(2, r) per kernel side r,
-// and winogradMinTiles the number of 2x2 output tiles from which conv2D uses
-// it (see there).
-var (
-	winogradPoints   = map[int][]float64{3: {0, 1, -1}, 5: {0, 1, -1, 2, -2}}
-	winogradMinTiles = map[int]int{3: 64, 5: 200}
-)
+// winogradPoints are the m+r-2 finite interpolation points of F(m, r) per
+// output tile side m and kernel side r: the small ones first, as they keep
+// the transforms' entries (and so the float32 rounding) smallest: the
+// relative error stays within 3e-5 (TestWinogradFloat32).
+var winogradPoints = map[[2]int][]float64{
+	{2, 3}: {0, 1, -1},
+	{4, 3}: {0, 1, -1, 2, -2},
+	{2, 5}: {0, 1, -1, 2, -2},
+	{4, 5}: {0, 1, -1, 2, -2, 0.5, -0.5},
+}
 
 // kron is the Kronecker product m⊗m.
 func kron(m [][]float64) [][]float64 {
@@ -230,25 +267,29 @@ func kron(m [][]float64) [][]float64 {
 }
 
 // winogradConv is the 'SAME' stride-1 convolution of an NHWC input with an
-// r x r HWIO kernel (r = 3 or 5) by Winograd's F(2x2, rxr): each 2x2 output
-// tile costs a = (r+1)² products per (cin, cout) pair instead of 4r², so
-// the layer's matmul work drops 2.25x for 3x3 and 2.8x for 5x5 (less the
-// transforms and the zero padding of odd sides). Every step is a matmul the
-// backend runs in its fast layout, and the input gathers a strided slices of
-// a quarter of the output size where im2col gathers r² of the full size:
+// r x r HWIO kernel (r = 3 or 5) by Winograd's F(mxm, rxr), m = 2 or 4: each
+// m x m output tile costs a = (m+r-1)² products per (cin, cout) pair instead
+// of m²r², so the layer's matmul work drops 2.25x (F(2x2, 3x3)), 2.8x
+// (F(2x2, 5x5)), 4x (F(4x4, 3x3)) or 6.25x (F(4x4, 5x5)), less the
+// transforms and the zero padding of sides that are not multiples of m.
+// Every step is a matmul the backend runs in its fast layout, and the input
+// gathers a strided slices of 1/m² of the output size where im2col gathers
+// r² of the full size:
 //
-//	D [a, P·cin]    the (r+1)² input tiles (stride 2), P = n·th·tw tiles
+//	D [a, P·cin]    the input tiles (side m+r-1, stride m), P = n·th·tw tiles
 //	V = (Bᵀ⊗Bᵀ)·D,  U = (G⊗G)·kernel [a, cin·cout]
 //	M[t] = V[t]·U[t] for each of the a tile positions t: [a, P, cout]
-//	Y = (Aᵀ⊗Aᵀ)·M   [4, P·cout], scattered back to the 2x2 output pixels.
-func winogradConv(x, kernel *Node, customGrad bool) *Node {
+//	Y = (Aᵀ⊗Aᵀ)·M   [m², P·cout], scattered back to the m x m output pixels.
+//
+// tileGrad (with customGrad) differentiates the gather by overlap-add, see
+// winogradTiles.
+func winogradConv(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
 	gr := x.Graph()
 	d := x.Shape().Dimensions
 	n, h, w, cin := d[0], d[1], d[2], d[3]
 	r, cout := kernel.Shape().Dimensions[0], kernel.Shape().Dimensions[3]
-	const m = 2
 	side := m + r - 1
-	at, g, bt := winogradTransforms(m, r, winogradPoints[r])
+	at, g, bt := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
 	th, tw := (h+m-1)/m, (w+m-1)/m
 	p := n * th * tw
 	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), x.DType()) }
@@ -256,15 +297,8 @@ func winogradConv(x, kernel *Node, customGrad bool) *Node {
 	// Input tiles: 'SAME' padding before, and after enough for every tile.
 	pad := (r - 1) / 2
 	xp := padSpatial(x, [2]int{pad, m*(th-1) + side - h - pad}, [2]int{pad, m*(tw-1) + side - w - pad}, 0)
-	tiles := make([]*Node, 0, side*side)
-	for i := range side {
-		for j := range side {
-			s := Slice(xp, AxisRange(), stridedRange(i, th, m), stridedRange(j, tw, m), AxisRange())
-			tiles = append(tiles, Reshape(s, 1, p*cin))
-		}
-	}
 	a := side * side
-	v := constMatMul(constant(kron(bt)), Concatenate(tiles, 0), customGrad)
+	v := constMatMul(constant(kron(bt)), winogradTiles(xp, side, m, customGrad && tileGrad), customGrad)
 	u := constMatMul(constant(kron(g)), Reshape(kernel, r*r, cin*cout), customGrad)
 	prod := matMul(Reshape(v, a, p, cin), Reshape(u, a, cin, cout), customGrad)
 	y := constMatMul(constant(kron(at)), Reshape(prod, a, p*cout), customGrad)
@@ -277,6 +311,75 @@ func winogradConv(x, kernel *Node, customGrad bool) *Node {
 		y = Slice(y, AxisRange(), AxisRange(0, h), AxisRange(0, w), AxisRange())
 	}
 	return y
+}
+
+// winogradTiles gathers the overlapping side x side input tiles, m apart,
+// of a padded NHWC input xp (sides m·(t-1)+side) as D [side², P·c]: row
+// i·side+j holds every tile's pixel (i, j). It takes one strided slice per
+// pixel. Their gradient, as GoMLX forms it, pads each slice's adjoint back to
+// the input's size and adds them: side² passes over the whole input (36 for
+// F(4x4, 3x3)). With customGrad it is an overlap-add instead: pixels i =
+// q·m+u (u < m) of every tile form, for each (q, q'), one contiguous block of
+// the input at offset (q·m, q'·m), so ceil(side/m)² shifted blocks (4)
+// are summed.
+func winogradTiles(xp *Node, side, m int, customGrad bool) *Node {
+	d := xp.Shape().Dimensions
+	n, hp, wp, c := d[0], d[1], d[2], d[3]
+	th, tw := (hp-side)/m+1, (wp-side)/m+1
+	forward := func(in []*Node) *Node {
+		tiles := make([]*Node, 0, side*side)
+		for i := range side {
+			for j := range side {
+				s := Slice(in[0], AxisRange(), stridedRange(i, th, m), stridedRange(j, tw, m), AxisRange())
+				tiles = append(tiles, Reshape(s, 1, n*th*tw*c))
+			}
+		}
+		return Concatenate(tiles, 0)
+	}
+	if !customGrad {
+		return forward([]*Node{xp})
+	}
+	return withVJP([]*Node{xp}, forward, func(_ []*Node, _, v *Node) []*Node {
+		v = Reshape(v, side, side, n, th, tw, c)
+		blocks := (side + m - 1) / m
+		var sum *Node
+		for q := range blocks {
+			mi := min(m, side-q*m)
+			for q2 := range blocks {
+				mj := min(m, side-q2*m)
+				b := Slice(v, AxisRange(q*m, q*m+mi), AxisRange(q2*m, q2*m+mj))
+				// Pixels past the tile's side are zeros, so every tile's
+				// block is m x m: [u, u', n, t, t', c] -> [n, t, u, t', u', c].
+				b = padAxesEnd(b, [2]int{0, 1}, [2]int{m - mi, m - mj})
+				b = TransposeAllAxes(b, 2, 3, 0, 4, 1, 5)
+				b = Reshape(b, n, th*m, tw*m, c)
+				// At offset (q·m, q'·m); what runs past the input is padding.
+				rows, cols := min(th*m, hp-q*m), min(tw*m, wp-q2*m)
+				if rows < th*m || cols < tw*m {
+					b = Slice(b, AxisRange(), AxisRange(0, rows), AxisRange(0, cols), AxisRange())
+				}
+				b = padSpatial(b, [2]int{q * m, hp - q*m - rows}, [2]int{q2 * m, wp - q2*m - cols}, 0)
+				if sum == nil {
+					sum = b
+				} else {
+					sum = Add(sum, b)
+				}
+			}
+		}
+		return []*Node{sum}
+	})
+}
+
+// padAxesEnd appends pad[k] zeros to axis axes[k] of x.
+func padAxesEnd(x *Node, axes, pad [2]int) *Node {
+	for k, axis := range axes {
+		if pad[k] > 0 {
+			zeros := x.Shape().Clone()
+			zeros.Dimensions[axis] = pad[k]
+			x = Concatenate([]*Node{x, Zeros(x.Graph(), zeros)}, axis)
+		}
+	}
+	return x
 }
 
 // im2colConv is the 'VALID' convolution of an already padded NHWC input
