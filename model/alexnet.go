@@ -39,8 +39,9 @@ const (
 	tuningDropConnectOut
 	tuningWinograd4
 	tuningTileGrad
+	tuningSpaceToDepthWinograd
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
-		tuningWinograd4 | tuningTileGrad
+		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -90,13 +91,14 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 	if convImpl == ConvIm2col {
 		bits := gmx.GetParamOr(scope, paramTuning, tuningAll)
 		t = tuning{
-			customGrad:     training && bits&tuningCustomGrad != 0,
-			spaceToDepth:   bits&tuningSpaceToDepth != 0,
-			winograd:       bits&tuningWinograd != 0,
-			winograd5:      bits&tuningWinograd5 != 0,
-			dropConnectOut: bits&tuningDropConnectOut != 0,
-			winograd4:      bits&tuningWinograd4 != 0,
-			tileGrad:       bits&tuningTileGrad != 0,
+			customGrad:           training && bits&tuningCustomGrad != 0,
+			spaceToDepth:         bits&tuningSpaceToDepth != 0,
+			winograd:             bits&tuningWinograd != 0,
+			winograd5:            bits&tuningWinograd5 != 0,
+			dropConnectOut:       bits&tuningDropConnectOut != 0,
+			winograd4:            bits&tuningWinograd4 != 0,
+			tileGrad:             bits&tuningTileGrad != 0,
+			spaceToDepthWinograd: bits&tuningSpaceToDepthWinograd != 0,
 		}
 	}
 

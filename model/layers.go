@@ -88,6 +88,9 @@ type tuning struct {
 	// winograd4: where it has the tiles, F(4x4, rxr) instead of F(2x2,
 	// rxr), see winogradTile.
 	winograd4 bool
+	// spaceToDepthWinograd: the stride-1 convolution space-to-depth leaves
+	// uses Winograd where winogradTile says so.
+	spaceToDepthWinograd bool
 	// tileGrad: with customGrad, Winograd's input tiles are differentiated
 	// by overlap-add, see winogradTiles.
 	tileGrad bool
@@ -158,7 +161,12 @@ func conv2D(x, kernel *Node, stride int, impl string, t tuning) *Node {
 	s := stride
 	kph, kpw := (kh+s-1)/s, (kw+s-1)/s
 	xp := padSpatial(x, [2]int{ph0, s*(oh+kph-1) - h - ph0}, [2]int{pw0, s*(ow+kpw-1) - w - pw0}, 0)
-	return im2colConv(spaceToDepth(xp, s), spaceToDepthKernel(kernel, s), 1, oh, ow, t.customGrad)
+	xs, ks := spaceToDepth(xp, s), spaceToDepthKernel(kernel, s)
+	// The stride-1 convolution left is Winograd's too when it has the tiles.
+	if m := t.winogradTile(kph, dims[0], oh, ow); m > 0 && t.spaceToDepthWinograd && kph == kpw {
+		return winogradValid(xs, ks, m, oh, ow, t.customGrad, t.tileGrad)
+	}
+	return im2colConv(xs, ks, 1, oh, ow, t.customGrad)
 }
 
 // spaceToDepth folds each s x s block of an NHWC tensor (sides multiples of
@@ -284,19 +292,36 @@ func kron(m [][]float64) [][]float64 {
 // tileGrad (with customGrad) differentiates the gather by overlap-add, see
 // winogradTiles.
 func winogradConv(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
-	gr := x.Graph()
 	d := x.Shape().Dimensions
-	n, h, w, cin := d[0], d[1], d[2], d[3]
+	h, w := d[1], d[2]
+	r := kernel.Shape().Dimensions[0]
+	side := m + r - 1
+	th, tw := (h+m-1)/m, (w+m-1)/m
+	// 'SAME' padding before, and after enough for every tile.
+	pad := (r - 1) / 2
+	xp := padSpatial(x, [2]int{pad, m*(th-1) + side - h - pad}, [2]int{pad, m*(tw-1) + side - w - pad}, 0)
+	return winogradValid(xp, kernel, m, h, w, customGrad, tileGrad)
+}
+
+// winogradValid is winogradConv's 'VALID' convolution of an already padded
+// NHWC input xp (sides at least oh+r-1), giving oh x ow outputs. It pads xp
+// at the end to whole tiles if needed.
+func winogradValid(xp, kernel *Node, m, oh, ow int, customGrad, tileGrad bool) *Node {
+	gr := xp.Graph()
+	d := xp.Shape().Dimensions
+	n, cin := d[0], d[3]
 	r, cout := kernel.Shape().Dimensions[0], kernel.Shape().Dimensions[3]
 	side := m + r - 1
 	at, g, bt := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
-	th, tw := (h+m-1)/m, (w+m-1)/m
+	th, tw := (oh+m-1)/m, (ow+m-1)/m
 	p := n * th * tw
-	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), x.DType()) }
-
-	// Input tiles: 'SAME' padding before, and after enough for every tile.
-	pad := (r - 1) / 2
-	xp := padSpatial(x, [2]int{pad, m*(th-1) + side - h - pad}, [2]int{pad, m*(tw-1) + side - w - pad}, 0)
+	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), xp.DType()) }
+	if eh, ew := m*(th-1)+side-d[1], m*(tw-1)+side-d[2]; eh > 0 || ew > 0 {
+		xp = padSpatial(xp, [2]int{0, max(eh, 0)}, [2]int{0, max(ew, 0)}, 0)
+	}
+	if d := xp.Shape().Dimensions; d[1] > m*(th-1)+side || d[2] > m*(tw-1)+side {
+		xp = Slice(xp, AxisRange(), AxisRange(0, m*(th-1)+side), AxisRange(0, m*(tw-1)+side), AxisRange())
+	}
 	a := side * side
 	v := constMatMul(constant(kron(bt)), winogradTiles(xp, side, m, customGrad && tileGrad), customGrad)
 	u := constMatMul(constant(kron(g)), Reshape(kernel, r*r, cin*cout), customGrad)
@@ -307,8 +332,8 @@ func winogradConv(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
 	y = Reshape(y, m, m, n, th, tw, cout)
 	y = TransposeAllAxes(y, 2, 3, 0, 4, 1, 5)
 	y = Reshape(y, n, m*th, m*tw, cout)
-	if m*th != h || m*tw != w {
-		y = Slice(y, AxisRange(), AxisRange(0, h), AxisRange(0, w), AxisRange())
+	if m*th != oh || m*tw != ow {
+		y = Slice(y, AxisRange(), AxisRange(0, oh), AxisRange(0, ow), AxisRange())
 	}
 	return y
 }

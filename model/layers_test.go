@@ -109,6 +109,8 @@ func TestFormulationsAgree(t *testing.T) {
 	}{
 		{"conv 11x11/4 on 27px", []int{2, 27, 27, 3}, 11, 4, 5},
 		{"conv 11x11/4 on 30x29px", []int{1, 30, 29, 2}, 11, 4, 3},
+		// Enough 4x4 tiles (4·5·5) for Winograd after space-to-depth.
+		{"conv 11x11/4 on 4x67px", []int{4, 67, 67, 3}, 11, 4, 3},
 		{"conv 3x3/2", []int{1, 8, 7, 2}, 3, 2, 3},
 		{"conv 5x5/1", []int{1, 9, 8, 4}, 5, 1, 3},
 		{"conv 3x3/1", []int{1, 6, 6, 3}, 3, 1, 2},
@@ -128,6 +130,10 @@ func TestFormulationsAgree(t *testing.T) {
 		want := eval(t, b, conv(ConvBuiltin, tuning{}), x, tc.dims...)
 		assertClose(t, tc.name, eval(t, b, conv(ConvIm2col, tuning{}), x, tc.dims...), want)
 		assertClose(t, tc.name+" space-to-depth", eval(t, b, conv(ConvIm2col, tuning{spaceToDepth: true}), x, tc.dims...), want)
+		if tc.stride > 1 {
+			all := tuning{spaceToDepth: true, spaceToDepthWinograd: true, winograd: true, winograd5: true, winograd4: true}
+			assertClose(t, tc.name+" space-to-depth winograd", eval(t, b, conv(ConvIm2col, all), x, tc.dims...), want)
+		}
 		if (tc.kernel == 3 || tc.kernel == 5) && tc.stride == 1 {
 			for _, m := range []int{2, 4} {
 				wino := func(x *Node) *Node {
@@ -274,6 +280,12 @@ func TestCustomGradientsAgree(t *testing.T) {
 		}},
 		{"conv2D 5x5/2", []int{1, 9, 8, 2}, []int{5, 5, 2, 3}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node { return conv2D(x, w, 2, ConvIm2col, tuning{customGrad: c, spaceToDepth: c}) }
+		}},
+		{"conv2D 11x11/4 space-to-depth winograd", []int{4, 67, 67, 2}, []int{11, 11, 2, 3}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node {
+				t := tuning{customGrad: c, spaceToDepth: c, spaceToDepthWinograd: c, winograd: c, winograd4: c, tileGrad: c}
+				return conv2D(x, w, 4, ConvIm2col, t)
+			}
 		}},
 		{"maxPool3/2(x)·w", []int{2, 7, 8, 3}, []int{2, 4, 4, 3}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node { return Mul(maxPool3(x, 2, PoolSlices, tuning{customGrad: c}), w) }
