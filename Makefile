@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.0
 GRPCURL_VERSION            ?= v1.9.3
 GHZ_VERSION                ?= v0.120.0
 BENCHTIME ?= 3x
-BENCH     ?= .
+BENCH     ?= Variants
 PKGS      := ./...
 # Packages that execute no GoMLX graph run under the race detector (GoMLX's
 # pure-Go executor trips it on its own). Test packages run one at a time

@@ -74,7 +74,7 @@ func BenchmarkFormulations(b *testing.B) {
 	}
 }
 
-// BenchmarkTuningAB holds two copies of each of model1 and model2, the
+// BenchmarkTuningAB holds two copies of each variant, the
 // baseline (paramTuning = -ab.base, default 0) and the current formulation,
 // and alternates their runs (classify b1, inference b16, training b32), so
 // both see the same machine load. It reports each one's figures and the
@@ -86,7 +86,7 @@ func BenchmarkTuningAB(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, name := range []string{"model1", "model2"} {
+	for _, name := range VariantNames() {
 		v, _ := LookupVariant(name)
 		fwd, train := v.FLOPs(ImageSize, NumClasses)
 		var models [2]*Model
