@@ -40,8 +40,9 @@ const (
 	tuningWinograd4
 	tuningTileGrad
 	tuningSpaceToDepthWinograd
+	tuningLRNGrad
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
-		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd
+		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -99,18 +100,19 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 			winograd4:            bits&tuningWinograd4 != 0,
 			tileGrad:             bits&tuningTileGrad != 0,
 			spaceToDepthWinograd: bits&tuningSpaceToDepthWinograd != 0,
+			lrnGrad:              bits&tuningLRNGrad != 0,
 		}
 	}
 
 	x := images
 	x = convLayer(scope.In("conv1"), x, 96, 11, 4, convImpl, t)
-	x = localResponseNorm(maxPool3(x, strides[0], poolImpl, t))
+	x = localResponseNorm(maxPool3(x, strides[0], poolImpl, t), t.customGrad && t.lrnGrad)
 	x = convLayer(scope.In("conv2"), x, 256, 5, 1, convImpl, t)
-	x = localResponseNorm(maxPool3(x, strides[1], poolImpl, t))
+	x = localResponseNorm(maxPool3(x, strides[1], poolImpl, t), t.customGrad && t.lrnGrad)
 	x = convLayer(scope.In("conv3"), x, 384, 3, 1, convImpl, t)
 	x = convLayer(scope.In("conv4"), x, 384, 3, 1, convImpl, t)
 	x = convLayer(scope.In("conv5"), x, 256, 3, 1, convImpl, t)
-	x = localResponseNorm(maxPool3(x, strides[2], poolImpl, t))
+	x = localResponseNorm(maxPool3(x, strides[2], poolImpl, t), t.customGrad && t.lrnGrad)
 
 	batch := x.Shape().Dimensions[0]
 	x = Reshape(x, batch, x.Shape().Size()/batch)

@@ -91,6 +91,8 @@ type tuning struct {
 	// spaceToDepthWinograd: the stride-1 convolution space-to-depth leaves
 	// uses Winograd where winogradTile says so.
 	spaceToDepthWinograd bool
+	// lrnGrad: with customGrad, LRN is differentiated by lrnVJP.
+	lrnGrad bool
 	// tileGrad: with customGrad, Winograd's input tiles are differentiated
 	// by overlap-add, see winogradTiles.
 	tileGrad bool
@@ -489,16 +491,41 @@ func lrnBand(channels int) [][]float32 {
 // out = x / (bias + alpha * sum_{|c'-c|<=r} x[c']^2)^beta.
 // The window sum is a matmul with a constant band matrix, and x^-0.75 is
 // 1/(sqrt(d)*sqrt(sqrt(d))), both fast and differentiable on every backend.
-func localResponseNorm(x *Node) *Node {
+// With customGrad the gradient is lrnVJP's.
+func localResponseNorm(x *Node, customGrad bool) *Node {
 	dims := x.Shape().Dimensions
 	c := dims[len(dims)-1]
 	rows := x.Shape().Size() / c
 	band := ConvertDType(Const(x.Graph(), lrnBand(c)), x.DType())
-	sq := Reshape(Square(x), rows, c)
-	sum := Reshape(DotGeneral(sq, []int{1}, nil, band, []int{0}, nil), dims...)
-	d := AddScalar(MulScalar(sum, lrnAlpha), lrnBias)
-	root := Sqrt(d)
-	return Div(x, Mul(root, Sqrt(root)))
+	windowSum := func(t *Node) *Node {
+		return Reshape(DotGeneral(Reshape(t, rows, c), []int{1}, nil, band, []int{0}, nil), dims...)
+	}
+	var d, q *Node
+	forward := func(in []*Node) *Node {
+		d = AddScalar(MulScalar(windowSum(Square(in[0])), lrnAlpha), lrnBias)
+		root := Sqrt(d)
+		q = Mul(root, Sqrt(root)) // d^beta
+		return Div(in[0], q)
+	}
+	if !customGrad {
+		return forward([]*Node{x})
+	}
+	return withVJP([]*Node{x}, forward, lrnVJP(windowSum, &d, &q))
+}
+
+// lrnVJP is the gradient of out = x·d^-beta, d = bias + alpha·B·x²,
+// for the symmetric band B:
+//
+//	dx = v·d^-beta - 2·alpha·beta·x·B·(v·out/d)
+//
+// (x·d^(-beta-1) = out/d): six element-wise passes and one band matmul,
+// where GoMLX's autodiff of the forward ops makes about twenty passes.
+// d and q = d^beta are the forward's, read when the gradient is built.
+func lrnVJP(windowSum func(*Node) *Node, d, q **Node) func(in []*Node, out, v *Node) []*Node {
+	return func(in []*Node, out, v *Node) []*Node {
+		spread := windowSum(Div(Mul(v, out), *d))
+		return []*Node{Sub(Div(v, *q), MulScalar(Mul(in[0], spread), 2*lrnAlpha*lrnBeta))}
+	}
 }
 
 // relu is max(x, 0).

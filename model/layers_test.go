@@ -80,10 +80,12 @@ func TestMaxPoolGradient(t *testing.T) {
 }
 
 func TestLRNGradient(t *testing.T) {
-	checkGradient(t, "localResponseNorm", func(x *Node) *Node {
-		// Scale up so the normaliser is far from 1 and its gradient matters.
-		return localResponseNorm(MulScalar(x, 30))
-	}, 1, 3, 2, 13)
+	for _, custom := range []bool{false, true} {
+		checkGradient(t, fmt.Sprintf("localResponseNorm (custom gradient %v)", custom), func(x *Node) *Node {
+			// Scale up so the normaliser is far from 1 and its gradient matters.
+			return localResponseNorm(MulScalar(x, 30), custom)
+		}, 1, 3, 2, 13)
+	}
 }
 
 func TestConvIm2colGradient(t *testing.T) {
@@ -176,7 +178,7 @@ func TestLRNMatchesDefinition(t *testing.T) {
 	for i := range x {
 		x[i] *= 40
 	}
-	got := eval(t, b, localResponseNorm, x, 1, 1, 2, c)
+	got := eval(t, b, func(x *Node) *Node { return localResponseNorm(x, true) }, x, 1, 1, 2, c)
 	for p := range 2 {
 		for ch := range c {
 			var sum float64
@@ -292,6 +294,10 @@ func TestCustomGradientsAgree(t *testing.T) {
 		}},
 		{"maxPool3/3(x)·w", []int{1, 9, 7, 2}, []int{1, 3, 3, 2}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node { return Mul(maxPool3(x, 3, PoolSlices, tuning{customGrad: c}), w) }
+		}},
+		// 30x: the normaliser far from 1; 13 channels: windows cut at both ends.
+		{"localResponseNorm(x)·w", []int{2, 3, 2, 13}, []int{2, 3, 2, 13}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node { return Mul(localResponseNorm(MulScalar(x, 30), c), w) }
 		}},
 		{"max(x, w)", []int{4, 5}, []int{4, 5}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node {
