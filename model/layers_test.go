@@ -258,11 +258,12 @@ func valueAndGrads(t *testing.T, fn func(x, w *Node) *Node, x []float64, xDims [
 // autodiff of the straightforward formulation: same values, same gradients.
 func TestCustomGradientsAgree(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
-	tests := []struct {
+	type gradCase struct {
 		name         string
 		xDims, wDims []int
 		fn           func(custom bool) func(x, w *Node) *Node
-	}{
+	}
+	tests := []gradCase{
 		// K > N: db = (vᵀ·a)ᵀ.
 		{"matMul conv-like", []int{20, 9}, []int{9, 4}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node { return matMul(x, w, c) }
@@ -288,12 +289,6 @@ func TestCustomGradientsAgree(t *testing.T) {
 				t := tuning{customGrad: c, spaceToDepth: c, spaceToDepthWinograd: c, winograd: c, winograd4: c, tileGrad: c}
 				return conv2D(x, w, 4, ConvIm2col, t)
 			}
-		}},
-		{"maxPool3/2(x)·w", []int{2, 7, 8, 3}, []int{2, 4, 4, 3}, func(c bool) func(x, w *Node) *Node {
-			return func(x, w *Node) *Node { return Mul(maxPool3(x, 2, PoolSlices, tuning{customGrad: c}), w) }
-		}},
-		{"maxPool3/3(x)·w", []int{1, 9, 7, 2}, []int{1, 3, 3, 2}, func(c bool) func(x, w *Node) *Node {
-			return func(x, w *Node) *Node { return Mul(maxPool3(x, 3, PoolSlices, tuning{customGrad: c}), w) }
 		}},
 		// 30x: the normaliser far from 1; 13 channels: windows cut at both ends.
 		{"localResponseNorm(x)·w", []int{2, 3, 2, 13}, []int{2, 3, 2, 13}, func(c bool) func(x, w *Node) *Node {
@@ -325,11 +320,7 @@ func TestCustomGradientsAgree(t *testing.T) {
 				{[]int{1, 8, 9, 2}, []int{3, 3, 2, 2}},
 				{[]int{1, 7, 8, 2}, []int{5, 5, 2, 3}},
 			} {
-				tests = append(tests, struct {
-					name         string
-					xDims, wDims []int
-					fn           func(custom bool) func(x, w *Node) *Node
-				}{fmt.Sprintf("winograd F(%d,%d) tileGrad=%v on %v", m, d.w[0], tileGrad, d.x), d.x, d.w, func(c bool) func(x, w *Node) *Node {
+				tests = append(tests, gradCase{fmt.Sprintf("winograd F(%d,%d) tileGrad=%v on %v", m, d.w[0], tileGrad, d.x), d.x, d.w, func(c bool) func(x, w *Node) *Node {
 					return func(x, w *Node) *Node {
 						if c {
 							return winogradConv(x, w, m, true, tileGrad)
@@ -337,6 +328,24 @@ func TestCustomGradientsAgree(t *testing.T) {
 						return conv2D(x, w, 1, ConvIm2col, tuning{})
 					}
 				}})
+			}
+		}
+	}
+	// Max pooling with maxVJP, on even and odd sides, for every stride;
+	// ties (x rounded to halves) must go where Max's autodiff sends them.
+	for _, stride := range []int{1, 2, 3, 4} {
+		for _, xDims := range [][]int{{2, 7, 8, 3}, {1, 9, 10, 2}} {
+			for _, ties := range []bool{false, true} {
+				oh, ow := (xDims[1]+stride-1)/stride, (xDims[2]+stride-1)/stride
+				tests = append(tests, gradCase{fmt.Sprintf("maxPool3/%d(x)·w ties=%v on %v", stride, ties, xDims), xDims, []int{xDims[0], oh, ow, xDims[3]},
+					func(c bool) func(x, w *Node) *Node {
+						return func(x, w *Node) *Node {
+							if ties { // values to halves, gradient unchanged
+								x = Add(x, StopGradient(Sub(MulScalar(Round(MulScalar(x, 2)), 0.5), x)))
+							}
+							return Mul(maxPool3(x, stride, PoolSlices, tuning{customGrad: c}), w)
+						}
+					}})
 			}
 		}
 	}
