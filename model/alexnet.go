@@ -41,8 +41,9 @@ const (
 	tuningTileGrad
 	tuningSpaceToDepthWinograd
 	tuningLRNGrad
+	tuningPoolFirst
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
-		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad
+		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -101,18 +102,20 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 			tileGrad:             bits&tuningTileGrad != 0,
 			spaceToDepthWinograd: bits&tuningSpaceToDepthWinograd != 0,
 			lrnGrad:              bits&tuningLRNGrad != 0,
+			poolFirst:            bits&tuningPoolFirst != 0,
 		}
 	}
 
 	x := images
-	x = convLayer(scope.In("conv1"), x, 96, 11, 4, convImpl, t)
-	x = localResponseNorm(maxPool3(x, strides[0], poolImpl, t), t.customGrad && t.lrnGrad)
-	x = convLayer(scope.In("conv2"), x, 256, 5, 1, convImpl, t)
-	x = localResponseNorm(maxPool3(x, strides[1], poolImpl, t), t.customGrad && t.lrnGrad)
-	x = convLayer(scope.In("conv3"), x, 384, 3, 1, convImpl, t)
-	x = convLayer(scope.In("conv4"), x, 384, 3, 1, convImpl, t)
-	x = convLayer(scope.In("conv5"), x, 256, 3, 1, convImpl, t)
-	x = localResponseNorm(maxPool3(x, strides[2], poolImpl, t), t.customGrad && t.lrnGrad)
+	lrnGrad := t.customGrad && t.lrnGrad
+	x = convLayer(scope.In("conv1"), x, 96, 11, 4, strides[0], convImpl, poolImpl, t)
+	x = localResponseNorm(x, lrnGrad)
+	x = convLayer(scope.In("conv2"), x, 256, 5, 1, strides[1], convImpl, poolImpl, t)
+	x = localResponseNorm(x, lrnGrad)
+	x = convLayer(scope.In("conv3"), x, 384, 3, 1, 0, convImpl, poolImpl, t)
+	x = convLayer(scope.In("conv4"), x, 384, 3, 1, 0, convImpl, poolImpl, t)
+	x = convLayer(scope.In("conv5"), x, 256, 3, 1, strides[2], convImpl, poolImpl, t)
+	x = localResponseNorm(x, lrnGrad)
 
 	batch := x.Shape().Dimensions[0]
 	x = Reshape(x, batch, x.Shape().Size()/batch)

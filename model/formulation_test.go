@@ -4,7 +4,10 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
+
+	"github.com/flowerd/flowerd/model/dataset"
 )
 
 // TestTunedNetworkAgrees checks that the go backend's faster formulations
@@ -40,6 +43,44 @@ func TestTunedNetworkAgrees(t *testing.T) {
 				if d := math.Abs(float64(got[i][c] - want[i][c])); d > 1e-4 {
 					t.Fatalf("%s: image %d class %d: tuned %v, straightforward %v (|d| %.2g > 1e-4)", name, i, c, got[i][c], want[i][c], d)
 				}
+			}
+		}
+	}
+}
+
+// TestPoolFirstAgrees checks that pooling before a convolution's bias and
+// ReLU leaves training unchanged: the first step's loss is bit-identical (the
+// forward values are) and later ones agree to float32 rounding (the bias
+// gradient sums in another order), for pool strides 2 (model1) and 3
+// (model2).
+func TestPoolFirstAgrees(t *testing.T) {
+	b := testBackend(t)
+	o := Options{Classes: []string{"a", "b", "c"}, ImageSize: 67}
+	r := rand.New(rand.NewPCG(3, 4))
+	const n = 4
+	images := make([]float32, n*67*67*3)
+	for i := range images {
+		images[i] = r.Float32()
+	}
+	for _, name := range []string{"model1", "model2"} {
+		var losses [2][]float64
+		for i, bits := range []int{tuningAll &^ tuningPoolFirst, tuningAll} {
+			m := newTunedOpts(t, b, name, bits, o)
+			for range 3 {
+				bt := dataset.Batch{Images: slices.Clone(images), Labels: []int32{0, 1, 2, 1}, Weights: []float32{1, 1, 1, 1}, Valid: n}
+				res, err := m.TrainStep(context.Background(), bt, 0.01, 0.9)
+				if err != nil {
+					t.Fatal(err)
+				}
+				losses[i] = append(losses[i], res.Loss)
+			}
+		}
+		if losses[0][0] != losses[1][0] {
+			t.Errorf("%s: first loss %v pooling first, %v after the ReLU: want identical", name, losses[1][0], losses[0][0])
+		}
+		for s := range losses[0] {
+			if d := math.Abs(losses[0][s] - losses[1][s]); d > 1e-5*math.Abs(losses[0][s]) {
+				t.Errorf("%s: step %d loss %v pooling first, %v after the ReLU", name, s+1, losses[1][s], losses[0][s])
 			}
 		}
 	}

@@ -91,6 +91,9 @@ type tuning struct {
 	// spaceToDepthWinograd: the stride-1 convolution space-to-depth leaves
 	// uses Winograd where winogradTile says so.
 	spaceToDepthWinograd bool
+	// poolFirst: a convolution's max pool runs before its bias and ReLU,
+	// see convLayer.
+	poolFirst bool
 	// lrnGrad: with customGrad, LRN is differentiated by lrnVJP.
 	lrnGrad bool
 	// tileGrad: with customGrad, Winograd's input tiles are differentiated
@@ -577,17 +580,33 @@ func truncatedNormal(stddev float64) func(r *rand.Rand, flat []float32) {
 }
 
 // convLayer is conv + bias + ReLU, with variables "weights" [k,k,cin,cout] and
-// "biases" [cout] in scope.
-func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride int, impl string, t tuning) *Node {
+// "biases" [cout] in scope, followed by a 3x3 max pool of stride poolStride
+// when poolStride > 0. With t.poolFirst the pool runs before the bias and
+// the ReLU: max(x+b) = max(x)+b exactly (rounding is monotonic) and ReLU
+// commutes with max, so the values are the same, and the bias and ReLU
+// (and their gradients) touch the pooled map, a quarter or a ninth of the
+// convolution's output. The gradient differs only where a window's max is
+// exactly zero after the ReLU, and there both are zero.
+func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride int, impl, poolImpl string, t tuning) *Node {
 	cin := x.Shape().Dimensions[3]
 	w := variable(scope, "weights", shapes.Make(dtypes.Float32, kernel, kernel, cin, filters), uniformScaling(kernel*kernel*cin))
 	b := variable(scope, "biases", shapes.Make(dtypes.Float32, filters), nil)
 	g := x.Graph()
-	y := Add(conv2D(x, w.ValueGraph(g), stride, impl, t), ExpandLeftToRank(b.ValueGraph(g), 4))
-	if t.customGrad {
-		return reluVJP(y)
+	y := conv2D(x, w.ValueGraph(g), stride, impl, t)
+	pool := poolStride > 0
+	if pool && t.poolFirst {
+		y, pool = maxPool3(y, poolStride, poolImpl, t), false
 	}
-	return relu(y)
+	y = Add(y, ExpandLeftToRank(b.ValueGraph(g), 4))
+	if t.customGrad {
+		y = reluVJP(y)
+	} else {
+		y = relu(y)
+	}
+	if pool {
+		y = maxPool3(y, poolStride, poolImpl, t)
+	}
+	return y
 }
 
 // denseLayer is x·W + b with W [in, out], regularised as asked: dropout on its
