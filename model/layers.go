@@ -585,8 +585,9 @@ func truncatedNormal(stddev float64) func(r *rand.Rand, flat []float32) {
 // the ReLU: max(x+b) = max(x)+b exactly (rounding is monotonic) and ReLU
 // commutes with max, so the values are the same, and the bias and ReLU
 // (and their gradients) touch the pooled map, a quarter or a ninth of the
-// convolution's output. The gradient differs only where a window's max is
-// exactly zero after the ReLU, and there both are zero.
+// convolution's output. The gradients agree as well: both go to the
+// window's first arg-max where its maximum (plus bias) is positive, and
+// both are zero where it is not.
 func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride int, impl, poolImpl string, t tuning) *Node {
 	cin := x.Shape().Dimensions[3]
 	w := variable(scope, "weights", shapes.Make(dtypes.Float32, kernel, kernel, cin, filters), uniformScaling(kernel*kernel*cin))
