@@ -5,9 +5,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/flowerd/flowerd/model/dataset"
+	"github.com/gomlx/gomlx/core/tensors"
 )
 
 // TestTunedNetworkAgrees checks that the go backend's faster formulations
@@ -84,4 +86,72 @@ func TestPoolFirstAgrees(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestTunedTrainingAgrees checks every gradient of the tuned formulation at
+// once: one training step of the full network (every paramTuning bit)
+// moves every trainable variable as the straightforward formulation's step
+// does, within float32 rounding, for pool strides 2,2,2 with dropout and
+// 3,3,2 with DropConnect. A gradient lost on the way down (zero below some
+// layer) or mis-scaled shows here even where the loss barely moves.
+func TestTunedTrainingAgrees(t *testing.T) {
+	b := testBackend(t)
+	o := Options{Classes: []string{"a", "b", "c"}, ImageSize: 99}
+	r := rand.New(rand.NewPCG(5, 6))
+	const n = 4
+	images := make([]float32, n*99*99*3)
+	for i := range images {
+		images[i] = r.Float32()
+	}
+	for _, name := range []string{"model1", "model5"} {
+		var moves [2]map[string][]float32
+		for i, bits := range []int{0, tuningAll} {
+			m := newTunedOpts(t, b, name, bits, o)
+			before := trainableValues(t, m)
+			bt := dataset.Batch{Images: slices.Clone(images), Labels: []int32{0, 1, 2, 1}, Weights: []float32{1, 1, 1, 1}, Valid: n}
+			if _, err := m.TrainStep(context.Background(), bt, 0.01, 0.9); err != nil {
+				t.Fatal(err)
+			}
+			moves[i] = trainableValues(t, m)
+			for path, after := range moves[i] {
+				for j := range after {
+					after[j] -= before[path][j]
+				}
+			}
+		}
+		for path, want := range moves[0] {
+			got, scale := moves[1][path], 0.0
+			for _, w := range want {
+				scale = max(scale, math.Abs(float64(w)))
+			}
+			if scale == 0 {
+				t.Errorf("%s %s: the straightforward step does not move it", name, path)
+				continue
+			}
+			for j := range want {
+				if d := math.Abs(float64(got[j] - want[j])); d > 2e-3*scale {
+					t.Errorf("%s %s[%d]: moved %g tuned, %g straightforward (largest move %g)", name, path, j, got[j], want[j], scale)
+					break
+				}
+			}
+		}
+	}
+}
+
+// trainableValues copies the values of m's trainable variables (not the
+// optimizer's velocities), by path.
+func trainableValues(t *testing.T, m *Model) map[string][]float32 {
+	t.Helper()
+	out := map[string][]float32{}
+	for v := range m.store.IterVariables() {
+		if !v.Trainable || strings.HasPrefix(v.Path(), velocityScope+"/") {
+			continue
+		}
+		value, err := v.Value()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[v.Path()] = tensors.MustCopyFlatData[float32](value)
+	}
+	return out
 }
