@@ -42,8 +42,10 @@ const (
 	tuningSpaceToDepthWinograd
 	tuningLRNGrad
 	tuningPoolFirst
+	tuningDropConnectBits
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
-		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst
+		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
+		tuningDropConnectBits
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -103,6 +105,7 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 			spaceToDepthWinograd: bits&tuningSpaceToDepthWinograd != 0,
 			lrnGrad:              bits&tuningLRNGrad != 0,
 			poolFirst:            bits&tuningPoolFirst != 0,
+			dropConnectBits:      bits&tuningDropConnectBits != 0,
 		}
 	}
 

@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -9,6 +10,9 @@ import (
 	"testing"
 
 	"github.com/flowerd/flowerd/model/dataset"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
 )
 
@@ -89,7 +93,8 @@ func TestPoolFirstAgrees(t *testing.T) {
 }
 
 // TestTunedTrainingAgrees checks every gradient of the tuned formulation at
-// once: one training step of the full network (every paramTuning bit)
+// once: one training step of the full network (every paramTuning bit but
+// the DropConnect mask's)
 // moves every trainable variable as the straightforward formulation's step
 // does, within float32 rounding, for pool strides 2,2,2 with dropout and
 // 3,3,2 with DropConnect. A gradient lost on the way down (zero below some
@@ -105,7 +110,9 @@ func TestTunedTrainingAgrees(t *testing.T) {
 	}
 	for _, name := range []string{"model1", "model5"} {
 		var moves [2]map[string][]float32
-		for i, bits := range []int{0, tuningAll} {
+		// halfMask draws another (equally distributed) DropConnect mask than
+		// RandomBernoulli; TestHalfMask checks it.
+		for i, bits := range []int{0, tuningAll &^ tuningDropConnectBits} {
 			m := newTunedOpts(t, b, name, bits, o)
 			before := trainableValues(t, m)
 			bt := dataset.Batch{Images: slices.Clone(images), Labels: []int32{0, 1, 2, 1}, Weights: []float32{1, 1, 1, 1}, Valid: n}
@@ -154,4 +161,59 @@ func trainableValues(t *testing.T, m *Model) map[string][]float32 {
 		out[v.Path()] = tensors.MustCopyFlatData[float32](value)
 	}
 	return out
+}
+
+// TestHalfMask checks DropConnect's keep-0.5 mask made from mantissa bits:
+// only 0s and 1s; each of the 16 bit positions kept at rate 1/2; neighbours
+// within one draw (bits k, k+1) and across draws (bit k of draws i, i+1)
+// agree half of the time, all within five standard deviations; another
+// RNG state gives another mask.
+func TestHalfMask(t *testing.T) {
+	b := testBackend(t).b
+	const rows, cols = 256, 4096
+	n := rows * cols
+	mask := func(seed int64) []float32 {
+		state, err := RNGStateFromSeed(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := ExecOnce(b, func(state *Node) *Node {
+			_, u := RandomUniform(state, shapes.Make(dtypes.Float32, n/halfMaskBits))
+			return halfMask(u, shapes.Make(dtypes.Float32, rows, cols))
+		}, state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tensors.MustCopyFlatData[float32](out)
+	}
+	m := mask(7)
+	within := func(name string, hits, total int) {
+		t.Helper()
+		rate, sigma := float64(hits)/float64(total), 0.5/math.Sqrt(float64(total))
+		if math.Abs(rate-0.5) > 5*sigma {
+			t.Errorf("%s: rate %.5f over %d; want 0.5 ± %.5f", name, rate, total, 5*sigma)
+		}
+	}
+	var perBit [halfMaskBits]int
+	sameNext, sameDraw := 0, 0
+	for i, v := range m {
+		if v != 0 && v != 1 {
+			t.Fatalf("mask[%d] = %v; want 0 or 1", i, v)
+		}
+		perBit[i%halfMaskBits] += int(v)
+		if i%halfMaskBits != halfMaskBits-1 && m[i+1] == v {
+			sameDraw++
+		}
+		if i+halfMaskBits < n && m[i+halfMaskBits] == v {
+			sameNext++
+		}
+	}
+	for k, hits := range perBit {
+		within(fmt.Sprintf("bit %d kept", 7+k), hits, n/halfMaskBits)
+	}
+	within("bits k, k+1 of one draw equal", sameDraw, n/halfMaskBits*(halfMaskBits-1))
+	within("bit k of draws i, i+1 equal", sameNext, n-halfMaskBits)
+	if other := mask(8); slices.Equal(m, other) {
+		t.Error("two RNG states gave the same mask")
+	}
 }

@@ -96,6 +96,9 @@ type tuning struct {
 	poolFirst bool
 	// lrnGrad: with customGrad, LRN is differentiated by lrnVJP.
 	lrnGrad bool
+	// dropConnectBits: DropConnect's keep-0.5 training mask comes from
+	// halfMask.
+	dropConnectBits bool
 	// tileGrad: with customGrad, Winograd's input tiles are differentiated
 	// by overlap-add, see winogradTiles.
 	tileGrad bool
@@ -621,6 +624,9 @@ func denseLayer(scope *gmx.Scope, x *Node, units int, reg Regularization, keep f
 	y := func(w *Node) *Node { return matMul(x, w, t.customGrad) }
 	if reg == DropConnect && keep < 1 {
 		switch {
+		case training && t.dropConnectBits && keep == 0.5 && w.Shape().Size()%halfMaskBits == 0:
+			u := scope.RandomUniform(g, shapes.Make(dtypes.Float32, w.Shape().Size()/halfMaskBits))
+			w = Mul(w, halfMask(u, w.Shape()))
 		case training:
 			w = Mul(w, scope.RandomBernoulli(Scalar(g, dtypes.Float32, keep), w.Shape()))
 		case t.dropConnectOut:
@@ -633,6 +639,32 @@ func denseLayer(scope *gmx.Scope, x *Node, units int, reg Regularization, keep f
 		}
 	}
 	return Add(y(w), ExpandLeftToRank(b, 2))
+}
+
+// halfMaskBits is how many keep-0.5 decisions halfMask takes from one
+// uniform float32: 16 of the 23 bits of its mantissa, bits 7 to 22.
+const halfMaskBits = 16
+
+// halfMask is a 0/1 float mask of the given shape, each entry 1 with
+// probability exactly 1/2, made from Size/halfMaskBits uniform floats u in
+// [0, 1): entry i·16+k is bit 7+k of u[i]'s mantissa. DropConnect's
+// RandomBernoulli draws one uniform per weight (33.5M per model5 step) and
+// spends five passes turning them into a mask; this draws a sixteenth as
+// many. A uniform float's mantissa bits are uniform and independent: the
+// uint32 -> float32 rounding can carry into them, but a carry flips a bit
+// that is itself uniform and independent of the lower ones, which keeps it
+// uniform (TestHalfMask checks the rate and independence).
+func halfMask(u *Node, shape shapes.Shape) *Node {
+	g := u.Graph()
+	n := u.Shape().Size()
+	bits := BroadcastToDims(Reshape(Bitcast(u, dtypes.Uint32), n, 1), n, halfMaskBits)
+	shifts := make([]uint32, halfMaskBits)
+	for k := range shifts {
+		shifts[k] = uint32(7 + k)
+	}
+	shift := BroadcastToDims(Reshape(Const(g, shifts), 1, halfMaskBits), n, halfMaskBits)
+	bit := BitwiseAnd(BitwiseShiftRightLogical(bits, shift), Scalar(g, dtypes.Uint32, 1))
+	return StopGradient(ConvertDType(Reshape(bit, shape.Dimensions...), shape.DType))
 }
 
 // dropout is tflearn's dropout(x, keep): kept units are scaled by 1/keep while
