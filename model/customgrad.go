@@ -2,6 +2,7 @@ package model
 
 import (
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads best with the ops unqualified
+	"github.com/gomlx/gomlx/support/exceptions"
 )
 
 // withVJP returns forward(inputs), differentiated by vjp instead of by
@@ -19,14 +20,17 @@ import (
 // vjp gets the wrapped inputs and the wrapped output (same values as the
 // originals), so the backend can hand the originals' buffers over to the
 // identities instead of copying them. It returns one adjoint per input; nil
-// means none is needed (a zero gradient).
+// means none is needed (a zero gradient). Misuse panics with an error value,
+// as GoMLX's own checks do: GoMLX turns those into the Exec's error, while
+// any other panic value escapes its recovery and leaves the compilation
+// pending, so the next call or Finalize on that Exec waits forever.
 func withVJP(inputs []*Node, forward func(in []*Node) *Node, vjp func(in []*Node, out, v *Node) []*Node) *Node {
 	var grads []*Node
 	wrapped := make([]*Node, len(inputs))
 	for i, x := range inputs {
 		wrapped[i] = IdentityWithCustomGradient(x, func(x, _ *Node) *Node {
 			if grads == nil {
-				panic("withVJP: an input's gradient was asked for before the output's")
+				exceptions.Panicf("withVJP: an input's gradient was asked for before the output's")
 			}
 			if grads[i] == nil {
 				return ZerosLike(x)
@@ -37,7 +41,7 @@ func withVJP(inputs []*Node, forward func(in []*Node) *Node, vjp func(in []*Node
 	return IdentityWithCustomGradient(forward(wrapped), func(out, v *Node) *Node {
 		grads = vjp(wrapped, out, v)
 		if len(grads) != len(inputs) {
-			panic("withVJP: vjp must return one adjoint per input")
+			exceptions.Panicf("withVJP: vjp returned %d adjoints for %d inputs", len(grads), len(inputs))
 		}
 		return v
 	})

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -431,5 +433,30 @@ func TestWinogradFloat32(t *testing.T) {
 				t.Errorf("%dx%d on %dpx, tile %d (0: im2col): error %.3g of the output's RMS; want <= 1e-4", c.k, c.k, c.side, m, worst/rms)
 			}
 		}
+	}
+}
+
+// TestWithVJPMisuseIsAnError checks that a vjp returning the wrong number of
+// adjoints makes the Exec fail with an error instead of panicking with a
+// string, which GoMLX's recovery does not catch: the compilation then stays
+// pending and the deferred Finalize waits for it forever.
+func TestWithVJPMisuseIsAnError(t *testing.T) {
+	b := testBackend(t).b
+	done := make(chan error, 1)
+	go func() {
+		_, err := ExecOnce(b, func(x *Node) *Node {
+			y := withVJP([]*Node{x}, func(in []*Node) *Node { return Square(in[0]) },
+				func(_ []*Node, _, _ *Node) []*Node { return nil })
+			return Gradient(ReduceAllSum(y), x)[0]
+		}, tensors.FromFlatDataAndDimensions([]float64{1, 2}, 2))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "vjp returned 0 adjoints for 1 inputs") {
+			t.Errorf("Exec = %v; want an error naming the adjoint count", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Exec hung on a vjp returning no adjoints")
 	}
 }
