@@ -114,7 +114,8 @@ type tuning struct {
 // uses F(mxm, rxr). Layer timings (BenchmarkConvForms, training, batch 32 and
 // 1, against the next smaller form):
 //   - F(2x2, 3x3): 64 tiles (15x15, batch 1) 1.7x faster than im2col; 25
-//     (10x10) no faster, 16 (7x7) slower.
+//     (10x10) no faster, 16 (7x7) slower, in training; inference is faster
+//     there (see winogradSmallMinTiles, which t.winogradSmall uses).
 //   - F(2x2, 5x5): 225 tiles (29x29) 1.5x faster than im2col, 100 (19x19)
 //     no faster.
 //   - F(4x4, 3x3): 512 tiles (15x15, batch 32) 1.45x faster than F(2x2), 128
