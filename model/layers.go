@@ -96,7 +96,8 @@ type tuning struct {
 	// poolFirst: a convolution's max pool runs before its bias and ReLU,
 	// see convLayer.
 	poolFirst bool
-	// lrnGrad: with customGrad, LRN is differentiated by lrnVJP.
+	// lrnGrad: with customGrad, LRN has its closed-form gradient, see
+	// localResponseNorm.
 	lrnGrad bool
 	// dropConnectBits: DropConnect's keep-0.5 training mask comes from
 	// halfMask.
@@ -209,14 +210,7 @@ func spaceToDepthKernel(kernel *Node, s int) *Node {
 	d := kernel.Shape().Dimensions
 	kh, kw, cin, cout := d[0], d[1], d[2], d[3]
 	kph, kpw := (kh+s-1)/s, (kw+s-1)/s
-	k := kernel
-	for axis, pad := range []int{kph*s - kh, kpw*s - kw} {
-		if pad > 0 {
-			zeros := k.Shape().Clone()
-			zeros.Dimensions[axis] = pad
-			k = Concatenate([]*Node{k, Zeros(k.Graph(), zeros)}, axis)
-		}
-	}
+	k := padAxesEnd(kernel, [2]int{0, 1}, [2]int{kph*s - kh, kpw*s - kw})
 	k = Reshape(k, kph, s, kpw, s, cin, cout)
 	k = TransposeAllAxes(k, 0, 2, 1, 3, 4, 5)
 	return Reshape(k, kph, kpw, s*s*cin, cout)
@@ -326,8 +320,8 @@ func winogradConv(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
 }
 
 // winogradValid is winogradConv's 'VALID' convolution of an already padded
-// NHWC input xp (sides at least oh+r-1), giving oh x ow outputs. It pads xp
-// at the end to whole tiles if needed.
+// NHWC input xp, giving oh x ow outputs. xp's sides are at least oh+r-1 and
+// at most whole tiles, m·(t-1)+m+r-1; it pads them at the end to whole tiles.
 func winogradValid(xp, kernel *Node, m, oh, ow int, customGrad, tileGrad bool) *Node {
 	gr := xp.Graph()
 	d := xp.Shape().Dimensions
@@ -338,12 +332,7 @@ func winogradValid(xp, kernel *Node, m, oh, ow int, customGrad, tileGrad bool) *
 	th, tw := (oh+m-1)/m, (ow+m-1)/m
 	p := n * th * tw
 	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), xp.DType()) }
-	if eh, ew := m*(th-1)+side-d[1], m*(tw-1)+side-d[2]; eh > 0 || ew > 0 {
-		xp = padSpatial(xp, [2]int{0, max(eh, 0)}, [2]int{0, max(ew, 0)}, 0)
-	}
-	if d := xp.Shape().Dimensions; d[1] > m*(th-1)+side || d[2] > m*(tw-1)+side {
-		xp = Slice(xp, AxisRange(), AxisRange(0, m*(th-1)+side), AxisRange(0, m*(tw-1)+side), AxisRange())
-	}
+	xp = padSpatial(xp, [2]int{0, m*(th-1) + side - d[1]}, [2]int{0, m*(tw-1) + side - d[2]}, 0)
 	a := side * side
 	v := constMatMul(constant(kron(bt)), winogradTiles(xp, side, m, customGrad && tileGrad), customGrad)
 	u := constMatMul(constant(kron(g)), Reshape(kernel, r*r, cin*cout), customGrad)
@@ -511,7 +500,7 @@ func lrnBand(channels int) [][]float32 {
 // out = x / (bias + alpha * sum_{|c'-c|<=r} x[c']^2)^beta.
 // The window sum is a matmul with a constant band matrix, and x^-0.75 is
 // 1/(sqrt(d)*sqrt(sqrt(d))), both fast and differentiable on every backend.
-// With customGrad the gradient is lrnVJP's.
+// With customGrad its gradient is the closed form below.
 func localResponseNorm(x *Node, customGrad bool) *Node {
 	dims := x.Shape().Dimensions
 	c := dims[len(dims)-1]
@@ -520,32 +509,24 @@ func localResponseNorm(x *Node, customGrad bool) *Node {
 	windowSum := func(t *Node) *Node {
 		return Reshape(DotGeneral(Reshape(t, rows, c), []int{1}, nil, band, []int{0}, nil), dims...)
 	}
-	var d, q *Node
+	var d, q *Node // the forward's d and d^beta, for the gradient
 	forward := func(in []*Node) *Node {
 		d = AddScalar(MulScalar(windowSum(Square(in[0])), lrnAlpha), lrnBias)
 		root := Sqrt(d)
-		q = Mul(root, Sqrt(root)) // d^beta
+		q = Mul(root, Sqrt(root))
 		return Div(in[0], q)
 	}
 	if !customGrad {
 		return forward([]*Node{x})
 	}
-	return withVJP([]*Node{x}, forward, lrnVJP(windowSum, &d, &q))
-}
-
-// lrnVJP is the gradient of out = x·d^-beta, d = bias + alpha·B·x²,
-// for the symmetric band B:
-//
-//	dx = v·d^-beta - 2·alpha·beta·x·B·(v·out/d)
-//
-// (x·d^(-beta-1) = out/d): six element-wise passes and one band matmul,
-// where GoMLX's autodiff of the forward ops makes about twenty passes.
-// d and q = d^beta are the forward's, read when the gradient is built.
-func lrnVJP(windowSum func(*Node) *Node, d, q **Node) func(in []*Node, out, v *Node) []*Node {
-	return func(in []*Node, out, v *Node) []*Node {
-		spread := windowSum(Div(Mul(v, out), *d))
-		return []*Node{Sub(Div(v, *q), MulScalar(Mul(in[0], spread), 2*lrnAlpha*lrnBeta))}
-	}
+	// The gradient of out = x·d^-beta, d = bias + alpha·B·x², for the
+	// symmetric band B, is dx = v·d^-beta - 2·alpha·beta·x·B·(v·out/d)
+	// (x·d^(-beta-1) = out/d): six element-wise passes and one band matmul,
+	// where GoMLX's autodiff of the forward ops makes about twenty.
+	return withVJP([]*Node{x}, forward, func(in []*Node, out, v *Node) []*Node {
+		spread := windowSum(Div(Mul(v, out), d))
+		return []*Node{Sub(Div(v, q), MulScalar(Mul(in[0], spread), 2*lrnAlpha*lrnBeta))}
+	})
 }
 
 // relu is max(x, 0).
@@ -611,9 +592,8 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride in
 	b := variable(scope, "biases", shapes.Make(dtypes.Float32, filters), nil)
 	g := x.Graph()
 	y := conv2D(x, w.ValueGraph(g), stride, impl, t)
-	pool := poolStride > 0
-	if pool && t.poolFirst {
-		y, pool = maxPool3(y, poolStride, poolImpl, t), false
+	if poolStride > 0 && t.poolFirst {
+		y = maxPool3(y, poolStride, poolImpl, t)
 	}
 	y = Add(y, ExpandLeftToRank(b.ValueGraph(g), 4))
 	if t.customGrad {
@@ -621,7 +601,7 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride in
 	} else {
 		y = relu(y)
 	}
-	if pool {
+	if poolStride > 0 && !t.poolFirst {
 		y = maxPool3(y, poolStride, poolImpl, t)
 	}
 	return y
