@@ -43,10 +43,9 @@ const (
 	tuningLRNGrad
 	tuningPoolFirst
 	tuningDropConnectBits
-	tuningWinogradSmall
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
-		tuningDropConnectBits | tuningWinogradSmall
+		tuningDropConnectBits
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -107,7 +106,6 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 			lrnGrad:              bits&tuningLRNGrad != 0,
 			poolFirst:            bits&tuningPoolFirst != 0,
 			dropConnectBits:      bits&tuningDropConnectBits != 0,
-			winogradSmall:        bits&tuningWinogradSmall != 0,
 		}
 	}
 

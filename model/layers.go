@@ -85,8 +85,6 @@ type tuning struct {
 	// winograd, winograd5: 3x3 (5x5) stride-1 convolutions use Winograd's
 	// F(2x2, 3x3) (F(2x2, 5x5)), see winogradConv.
 	winograd, winograd5 bool
-	// winogradSmall: F(2x2, 3x3) down to winogradSmallMinTiles tiles.
-	winogradSmall bool
 	// winograd4: where it has the tiles, F(4x4, rxr) instead of F(2x2,
 	// rxr), see winogradTile.
 	winograd4 bool
@@ -114,9 +112,10 @@ type tuning struct {
 // of m x m output tiles (over the batch) from which a stride-1 convolution
 // uses F(mxm, rxr). Layer timings (BenchmarkConvForms, training, batch 32 and
 // 1, against the next smaller form):
-//   - F(2x2, 3x3): 64 tiles (15x15, batch 1) 1.7x faster than im2col; 25
-//     (10x10) no faster, 16 (7x7) slower, in training; inference is faster
-//     there (see winogradSmallMinTiles, which t.winogradSmall uses).
+//   - F(2x2, 3x3): 64 tiles (15x15, batch 1) 1.7x faster than im2col. On
+//     conv3-5's small maps at batch 1, inference 1.35x on 10x10 (25 tiles,
+//     model4) and 1.15x on 7x7 (16, models 2, 3, 5), though training there
+//     is slower; training batches have hundreds of tiles.
 //   - F(2x2, 5x5): 225 tiles (29x29) 1.5x faster than im2col, 100 (19x19)
 //     no faster.
 //   - F(4x4, 3x3): 512 tiles (15x15, batch 32) 1.45x faster than F(2x2), 128
@@ -124,7 +123,7 @@ type tuning struct {
 //     16 (15x15, batch 1) 1.1x slower.
 //   - F(4x4, 5x5): 25 tiles (19x19, batch 1) 1.5x faster than F(2x2) and
 //     im2col, 64 (29x29) 1.1x; at batch 32 1.65x (29x29) and 1.75x (19x19).
-var winogradMinTiles = map[[2]int]int{{2, 3}: 64, {2, 5}: 200, {4, 3}: 64, {4, 5}: 16}
+var winogradMinTiles = map[[2]int]int{{2, 3}: 16, {2, 5}: 200, {4, 3}: 64, {4, 5}: 16}
 
 // winogradTile is the output tile side of the Winograd form a stride-1
 // convolution with an r x r kernel uses on n images of h x w pixels, or 0
@@ -135,23 +134,12 @@ func (t tuning) winogradTile(r, n, h, w int) int {
 	}
 	tiles := func(m int) int { return n * ((h + m - 1) / m) * ((w + m - 1) / m) }
 	for _, m := range []int{4, 2} {
-		least := winogradMinTiles[[2]int{m, r}]
-		if m == 2 && r == 3 && t.winogradSmall {
-			least = winogradSmallMinTiles
-		}
-		if (m == 2 || t.winograd4) && tiles(m) >= least {
+		if (m == 2 || t.winograd4) && tiles(m) >= winogradMinTiles[[2]int{m, r}] {
 			return m
 		}
 	}
 	return 0
 }
-
-// winogradSmallMinTiles replaces F(2x2, 3x3)'s 64 with t.winogradSmall:
-// classify at batch 1 (inference) is faster through it than im2col on
-// conv3-5's small maps, 1.35x on 10x10 (25 tiles, model4) and 1.15x on 7x7
-// (16, models 2, 3, 5), though a training step at batch 1 there is slower
-// (training batches have hundreds of tiles).
-const winogradSmallMinTiles = 16
 
 // conv2D is a 'SAME'-padded 2-D convolution of an NHWC input with an HWIO
 // kernel.
