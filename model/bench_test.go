@@ -42,9 +42,13 @@ func BenchmarkVariants(b *testing.B) {
 	}
 }
 
-func randomImages(n int) []float32 {
-	r := rand.New(rand.NewPCG(1, uint64(n)))
-	x := make([]float32, n*ImageSize*ImageSize*3)
+func randomImages(n int) []float32 { return randomImagesOfSide(n, ImageSize) }
+
+// randomImagesOfSide is n side x side RGB images of uniform values, the same
+// for the same n and side.
+func randomImagesOfSide(n, side int) []float32 {
+	r := rand.New(rand.NewPCG(uint64(side), uint64(n)))
+	x := make([]float32, n*side*side*3)
 	for i := range x {
 		x[i] = r.Float32()
 	}

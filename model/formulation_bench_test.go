@@ -129,7 +129,7 @@ func BenchmarkTuningAB(b *testing.B) {
 		b.Run(name+"/train-b32", func(b *testing.B) {
 			images := randomImages(32)
 			run(b, 32, train, func(m *Model) error {
-				bt := trainBatch(images, 32)
+				bt := trainBatch(images, 32, NumClasses)
 				_, err := m.TrainStep(ctx, bt, DefaultLearningRate, DefaultMomentum)
 				return err
 			})
@@ -138,12 +138,13 @@ func BenchmarkTuningAB(b *testing.B) {
 	}
 }
 
-// trainBatch is a fresh batch of n copies of images with fixed labels: a
-// training step takes ownership of its batch.
-func trainBatch(images []float32, n int) dataset.Batch {
+// trainBatch is a fresh batch of a copy of the n images, labelled
+// 0, 1, ... in turn over classes: a training step takes ownership of its
+// batch.
+func trainBatch(images []float32, n, classes int) dataset.Batch {
 	bt := dataset.Batch{Images: slices.Clone(images), Labels: make([]int32, n), Weights: make([]float32, n), Valid: n}
 	for i := range n {
-		bt.Labels[i], bt.Weights[i] = int32(i%NumClasses), 1
+		bt.Labels[i], bt.Weights[i] = int32(i%classes), 1
 	}
 	return bt
 }

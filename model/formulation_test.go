@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flowerd/flowerd/model/dataset"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
@@ -62,19 +61,13 @@ func TestTunedNetworkAgrees(t *testing.T) {
 func TestPoolFirstAgrees(t *testing.T) {
 	b := testBackend(t)
 	o := Options{Classes: []string{"a", "b", "c"}, ImageSize: 67}
-	r := rand.New(rand.NewPCG(3, 4))
-	const n = 4
-	images := make([]float32, n*67*67*3)
-	for i := range images {
-		images[i] = r.Float32()
-	}
+	images := randomImagesOfSide(4, 67)
 	for _, name := range []string{"model1", "model2"} {
 		var losses [2][]float64
 		for i, bits := range []int{tuningAll &^ tuningPoolFirst, tuningAll} {
 			m := newTunedOpts(t, b, name, bits, o)
 			for range 3 {
-				bt := dataset.Batch{Images: slices.Clone(images), Labels: []int32{0, 1, 2, 1}, Weights: []float32{1, 1, 1, 1}, Valid: n}
-				res, err := m.TrainStep(context.Background(), bt, 0.01, 0.9)
+				res, err := m.TrainStep(context.Background(), trainBatch(images, 4, len(o.Classes)), 0.01, 0.9)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -102,12 +95,7 @@ func TestPoolFirstAgrees(t *testing.T) {
 func TestTunedTrainingAgrees(t *testing.T) {
 	b := testBackend(t)
 	o := Options{Classes: []string{"a", "b", "c"}, ImageSize: 99}
-	r := rand.New(rand.NewPCG(5, 6))
-	const n = 4
-	images := make([]float32, n*99*99*3)
-	for i := range images {
-		images[i] = r.Float32()
-	}
+	images := randomImagesOfSide(4, 99)
 	for _, name := range []string{"model1", "model5"} {
 		var moves [2]map[string][]float32
 		// halfMask draws another (equally distributed) DropConnect mask than
@@ -115,8 +103,7 @@ func TestTunedTrainingAgrees(t *testing.T) {
 		for i, bits := range []int{0, tuningAll &^ tuningDropConnectBits} {
 			m := newTunedOpts(t, b, name, bits, o)
 			before := trainableValues(t, m)
-			bt := dataset.Batch{Images: slices.Clone(images), Labels: []int32{0, 1, 2, 1}, Weights: []float32{1, 1, 1, 1}, Valid: n}
-			if _, err := m.TrainStep(context.Background(), bt, 0.01, 0.9); err != nil {
+			if _, err := m.TrainStep(context.Background(), trainBatch(images, 4, len(o.Classes)), 0.01, 0.9); err != nil {
 				t.Fatal(err)
 			}
 			moves[i] = trainableValues(t, m)
