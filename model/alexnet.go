@@ -43,9 +43,10 @@ const (
 	tuningLRNGrad
 	tuningPoolFirst
 	tuningDropConnectBits
+	tuningPoolUncut
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
-		tuningDropConnectBits
+		tuningDropConnectBits | tuningPoolUncut
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -106,6 +107,7 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 			lrnGrad:              bits&tuningLRNGrad != 0,
 			poolFirst:            bits&tuningPoolFirst != 0,
 			dropConnectBits:      bits&tuningDropConnectBits != 0,
+			poolUncut:            bits&tuningPoolUncut != 0,
 		}
 	}
 

@@ -107,6 +107,9 @@ type tuning struct {
 	// dropConnectBits: DropConnect's keep-0.5 training mask comes from
 	// halfMask.
 	dropConnectBits bool
+	// poolUncut: with poolFirst, a pool that needs no padding reads
+	// Winograd's uncut output in place, see conv2DUncut.
+	poolUncut bool
 	// tileGrad: with customGrad, Winograd's input tiles are differentiated
 	// by overlap-add, see winogradTiles.
 	tileGrad bool
@@ -151,23 +154,34 @@ func (t tuning) winogradTile(r, n, h, w int) int {
 // conv2D is a 'SAME'-padded 2-D convolution of an NHWC input with an HWIO
 // kernel.
 func conv2D(x, kernel *Node, stride int, impl string, t tuning) *Node {
+	y, oh, ow := conv2DUncut(x, kernel, stride, impl, t)
+	return cropSpatial(y, oh, ow)
+}
+
+// conv2DUncut is conv2D before Winograd's cut to the output's sides: the
+// top-left oh x ow pixels of y are the convolution, and Winograd leaves up
+// to m-1 more rows and columns (made from padding) when the sides are not
+// multiples of its tile, for a max pool to skip instead of copying the rest
+// (maxPool3Within).
+func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning) (y *Node, oh, ow int) {
 	dims := x.Shape().Dimensions
 	kdims := kernel.Shape().Dimensions
 	h, w := dims[1], dims[2]
 	kh, kw := kdims[0], kdims[1]
 	ph0, ph1, oh := samePadding(h, kh, stride)
 	pw0, pw1, ow := samePadding(w, kw, stride)
+	done := func(y *Node) (*Node, int, int) { return y, oh, ow }
 	if impl == ConvBuiltin {
-		return Convolve(x, kernel).StridePerAxis(stride, stride).
-			PaddingPerDim([][2]int{{ph0, ph1}, {pw0, pw1}}).Done()
+		return done(Convolve(x, kernel).StridePerAxis(stride, stride).
+			PaddingPerDim([][2]int{{ph0, ph1}, {pw0, pw1}}).Done())
 	}
 	// Winograd pays once there are enough tiles to fill its matmuls.
 	if m := t.winogradTile(kh, dims[0], h, w); m > 0 && stride == 1 && kh == kw {
-		return winogradConv(x, kernel, m, t.customGrad, t.tileGrad)
+		return done(winogradUncut(x, kernel, m, t.customGrad, t.tileGrad))
 	}
 	if stride == 1 || !t.spaceToDepth {
 		xp := padSpatial(x, [2]int{ph0, ph1}, [2]int{pw0, pw1}, 0)
-		return im2colConv(xp, kernel, stride, oh, ow, t.customGrad)
+		return done(im2colConv(xp, kernel, stride, oh, ow, t.customGrad))
 	}
 	// Space-to-depth: with s = stride, pad the input to s*(out+k'-1) pixels,
 	// k' = ceil(k/s), and fold every s x s block into the channels, (row,
@@ -182,9 +196,9 @@ func conv2D(x, kernel *Node, stride int, impl string, t tuning) *Node {
 	xs, ks := spaceToDepth(xp, s), spaceToDepthKernel(kernel, s)
 	// The stride-1 convolution left is Winograd's too when it has the tiles.
 	if m := t.winogradTile(kph, dims[0], oh, ow); m > 0 && t.spaceToDepthWinograd && kph == kpw {
-		return winogradValid(xs, ks, m, oh, ow, t.customGrad, t.tileGrad)
+		return done(winogradValid(xs, ks, m, oh, ow, t.customGrad, t.tileGrad))
 	}
-	return im2colConv(xs, ks, 1, oh, ow, t.customGrad)
+	return done(im2colConv(xs, ks, 1, oh, ow, t.customGrad))
 }
 
 // spaceToDepth folds each s x s block of an NHWC tensor (sides multiples of
@@ -304,6 +318,13 @@ func kron(m [][]float64) [][]float64 {
 // winogradTiles.
 func winogradConv(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
 	d := x.Shape().Dimensions
+	return cropSpatial(winogradUncut(x, kernel, m, customGrad, tileGrad), d[1], d[2])
+}
+
+// winogradUncut is winogradConv before the cut to the input's sides (see
+// conv2DUncut).
+func winogradUncut(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
+	d := x.Shape().Dimensions
 	h, w := d[1], d[2]
 	r := kernel.Shape().Dimensions[0]
 	side := m + r - 1
@@ -315,8 +336,9 @@ func winogradConv(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
 }
 
 // winogradValid is winogradConv's 'VALID' convolution of an already padded
-// NHWC input xp, giving oh x ow outputs. xp's sides are at least oh+r-1 and
-// at most whole tiles, m·(t-1)+m+r-1; it pads them at the end to whole tiles.
+// NHWC input xp, giving oh x ow outputs, uncut (see conv2DUncut): whole
+// tiles, m·ceil(oh/m) x m·ceil(ow/m). xp's sides are at least oh+r-1 and at
+// most whole tiles, m·(t-1)+m+r-1; it pads them at the end to whole tiles.
 func winogradValid(xp, kernel *Node, m, oh, ow int, customGrad, tileGrad bool) *Node {
 	gr := xp.Graph()
 	d := xp.Shape().Dimensions
@@ -337,11 +359,15 @@ func winogradValid(xp, kernel *Node, m, oh, ow int, customGrad, tileGrad bool) *
 	// [dy, dx, n, ti, tj, cout] -> [n, ti, dy, tj, dx, cout] -> pixels.
 	y = Reshape(y, m, m, n, th, tw, cout)
 	y = TransposeAllAxes(y, 2, 3, 0, 4, 1, 5)
-	y = Reshape(y, n, m*th, m*tw, cout)
-	if m*th != oh || m*tw != ow {
-		y = Slice(y, AxisRange(), AxisRange(0, oh), AxisRange(0, ow), AxisRange())
+	return Reshape(y, n, m*th, m*tw, cout)
+}
+
+// cropSpatial is the top-left h x w pixels of an NHWC tensor.
+func cropSpatial(x *Node, h, w int) *Node {
+	if d := x.Shape().Dimensions; d[1] == h && d[2] == w {
+		return x
 	}
-	return y
+	return Slice(x, AxisRange(), AxisRange(0, h), AxisRange(0, w), AxisRange())
 }
 
 // winogradTiles gathers the overlapping side x side input tiles, m apart,
@@ -435,10 +461,20 @@ func im2colConv(xp, kernel *Node, stride, oh, ow int, customGrad bool) *Node {
 // maxPool3 is a 3x3 'SAME'-padded max pool of an NHWC input. With
 // t.customGrad the maxes are maxVJP.
 func maxPool3(x *Node, stride int, impl string, t tuning) *Node {
+	return maxPool3Within(x, x.Shape().Dimensions[1], x.Shape().Dimensions[2], stride, impl, t)
+}
+
+// maxPool3Within is maxPool3 of the top-left h x w pixels of x. Where the
+// pool needs no padding (stride 3 on 57: the windows end at pixel 56), its
+// slices read those pixels where they are, which spares copying them out
+// (and the gradient's copy back).
+func maxPool3Within(x *Node, h, w, stride int, impl string, t tuning) *Node {
 	const window = 3
-	dims := x.Shape().Dimensions
-	ph0, ph1, oh := samePadding(dims[1], window, stride)
-	pw0, pw1, ow := samePadding(dims[2], window, stride)
+	ph0, ph1, oh := samePadding(h, window, stride)
+	pw0, pw1, ow := samePadding(w, window, stride)
+	if ph0+ph1+pw0+pw1 > 0 || impl == PoolBuiltin {
+		x = cropSpatial(x, h, w)
+	}
 	if impl == PoolBuiltin {
 		return MaxPool(x).Window(window).Strides(stride).
 			PaddingPerDim([][2]int{{ph0, ph1}, {pw0, pw1}}).Done()
@@ -453,7 +489,7 @@ func maxPool3(x *Node, stride int, impl string, t tuning) *Node {
 	}
 	var rows *Node
 	for d := range window {
-		s := Slice(xp, AxisRange(), stridedRange(d, oh, stride), AxisRange(), AxisRange())
+		s := Slice(xp, AxisRange(), stridedRange(d, oh, stride), AxisRange(0, w+pw0+pw1), AxisRange())
 		if rows == nil {
 			rows = s
 		} else {
@@ -581,9 +617,14 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride in
 	w := variable(scope, "weights", shapes.Make(dtypes.Float32, kernel, kernel, cin, filters), uniformScaling(kernel*kernel*cin))
 	b := variable(scope, "biases", shapes.Make(dtypes.Float32, filters), nil)
 	g := x.Graph()
-	y := conv2D(x, w.ValueGraph(g), stride, impl, t)
-	if poolStride > 0 && t.poolFirst {
-		y = maxPool3(y, poolStride, poolImpl, t)
+	y, oh, ow := conv2DUncut(x, w.ValueGraph(g), stride, impl, t)
+	if poolStride > 0 && t.poolFirst && t.poolUncut {
+		y = maxPool3Within(y, oh, ow, poolStride, poolImpl, t)
+	} else {
+		y = cropSpatial(y, oh, ow)
+		if poolStride > 0 && t.poolFirst {
+			y = maxPool3(y, poolStride, poolImpl, t)
+		}
 	}
 	y = Add(y, ExpandLeftToRank(b.ValueGraph(g), 4))
 	if t.customGrad {
