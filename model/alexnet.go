@@ -44,9 +44,10 @@ const (
 	tuningPoolFirst
 	tuningDropConnectBits
 	tuningPoolUncut
+	tuningPoolTiles
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
-		tuningDropConnectBits | tuningPoolUncut
+		tuningDropConnectBits | tuningPoolUncut | tuningPoolTiles
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -108,6 +109,7 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 			poolFirst:            bits&tuningPoolFirst != 0,
 			dropConnectBits:      bits&tuningDropConnectBits != 0,
 			poolUncut:            bits&tuningPoolUncut != 0,
+			poolTiles:            bits&tuningPoolTiles != 0,
 		}
 	}
 

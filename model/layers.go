@@ -110,6 +110,9 @@ type tuning struct {
 	// poolUncut: with poolFirst, a pool that needs no padding reads
 	// Winograd's uncut output in place, see conv2DUncut.
 	poolUncut bool
+	// poolTiles: without customGrad (inference), a pool that needs no
+	// padding reads Winograd's tiles directly, see maxPool3Tiles.
+	poolTiles bool
 	// tileGrad: with customGrad, Winograd's input tiles are differentiated
 	// by overlap-add, see winogradTiles.
 	tileGrad bool
@@ -154,34 +157,55 @@ func (t tuning) winogradTile(r, n, h, w int) int {
 // conv2D is a 'SAME'-padded 2-D convolution of an NHWC input with an HWIO
 // kernel.
 func conv2D(x, kernel *Node, stride int, impl string, t tuning) *Node {
-	y, oh, ow := conv2DUncut(x, kernel, stride, impl, t)
-	return cropSpatial(y, oh, ow)
+	out := conv2DUncut(x, kernel, stride, impl, t)
+	return cropSpatial(out.pixels(), out.oh, out.ow)
 }
 
-// conv2DUncut is conv2D before Winograd's cut to the output's sides: the
-// top-left oh x ow pixels of y are the convolution, and Winograd leaves up
-// to m-1 more rows and columns (made from padding) when the sides are not
-// multiples of its tile, for a max pool to skip instead of copying the rest
-// (maxPool3Within).
-func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning) (y *Node, oh, ow int) {
+// convOut is a convolution's output before Winograd's cut to its sides,
+// oh x ow: in pixels [n, h', w', c] (h' >= oh), or, with m > 0, in
+// Winograd's tile layout [m, m, n, th, tw, c], where pixel (ti·m+dy,
+// tj·m+dx) is [dy, dx, n, ti, tj]. Winograd's tiles cover up to m-1 more
+// rows and columns than the output (made from padding) when its sides are
+// not multiples of m; a max pool can skip them instead of copying the rest
+// out (maxPool3Within), or read the tiles directly (maxPool3Tiles).
+type convOut struct {
+	y      *Node
+	oh, ow int
+	m      int
+}
+
+// pixels is the output in pixels, uncut.
+func (c convOut) pixels() *Node {
+	if c.m == 0 {
+		return c.y
+	}
+	// [dy, dx, n, ti, tj, cout] -> [n, ti, dy, tj, dx, cout] -> pixels.
+	d := c.y.Shape().Dimensions
+	y := TransposeAllAxes(c.y, 2, 3, 0, 4, 1, 5)
+	return Reshape(y, d[2], c.m*d[3], c.m*d[4], d[5])
+}
+
+// conv2DUncut is conv2D before Winograd's cut to the output's sides (see
+// convOut).
+func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning) convOut {
 	dims := x.Shape().Dimensions
 	kdims := kernel.Shape().Dimensions
 	h, w := dims[1], dims[2]
 	kh, kw := kdims[0], kdims[1]
 	ph0, ph1, oh := samePadding(h, kh, stride)
 	pw0, pw1, ow := samePadding(w, kw, stride)
-	done := func(y *Node) (*Node, int, int) { return y, oh, ow }
+	pixels := func(y *Node) convOut { return convOut{y: y, oh: oh, ow: ow} }
 	if impl == ConvBuiltin {
-		return done(Convolve(x, kernel).StridePerAxis(stride, stride).
+		return pixels(Convolve(x, kernel).StridePerAxis(stride, stride).
 			PaddingPerDim([][2]int{{ph0, ph1}, {pw0, pw1}}).Done())
 	}
 	// Winograd pays once there are enough tiles to fill its matmuls.
 	if m := t.winogradTile(kh, dims[0], h, w); m > 0 && stride == 1 && kh == kw {
-		return done(winogradUncut(x, kernel, m, t.customGrad, t.tileGrad))
+		return convOut{winogradSame(x, kernel, m, t.customGrad, t.tileGrad), oh, ow, m}
 	}
 	if stride == 1 || !t.spaceToDepth {
 		xp := padSpatial(x, [2]int{ph0, ph1}, [2]int{pw0, pw1}, 0)
-		return done(im2colConv(xp, kernel, stride, oh, ow, t.customGrad))
+		return pixels(im2colConv(xp, kernel, stride, oh, ow, t.customGrad))
 	}
 	// Space-to-depth: with s = stride, pad the input to s*(out+k'-1) pixels,
 	// k' = ceil(k/s), and fold every s x s block into the channels, (row,
@@ -196,9 +220,9 @@ func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning) (y *Node, o
 	xs, ks := spaceToDepth(xp, s), spaceToDepthKernel(kernel, s)
 	// The stride-1 convolution left is Winograd's too when it has the tiles.
 	if m := t.winogradTile(kph, dims[0], oh, ow); m > 0 && t.spaceToDepthWinograd && kph == kpw {
-		return done(winogradValid(xs, ks, m, oh, ow, t.customGrad, t.tileGrad))
+		return convOut{winogradValid(xs, ks, m, oh, ow, t.customGrad, t.tileGrad), oh, ow, m}
 	}
-	return done(im2colConv(xs, ks, 1, oh, ow, t.customGrad))
+	return pixels(im2colConv(xs, ks, 1, oh, ow, t.customGrad))
 }
 
 // spaceToDepth folds each s x s block of an NHWC tensor (sides multiples of
@@ -318,12 +342,12 @@ func kron(m [][]float64) [][]float64 {
 // winogradTiles.
 func winogradConv(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
 	d := x.Shape().Dimensions
-	return cropSpatial(winogradUncut(x, kernel, m, customGrad, tileGrad), d[1], d[2])
+	out := convOut{winogradSame(x, kernel, m, customGrad, tileGrad), d[1], d[2], m}
+	return cropSpatial(out.pixels(), d[1], d[2])
 }
 
-// winogradUncut is winogradConv before the cut to the input's sides (see
-// conv2DUncut).
-func winogradUncut(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
+// winogradSame is winogradConv in the tile layout, uncut (see convOut).
+func winogradSame(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
 	d := x.Shape().Dimensions
 	h, w := d[1], d[2]
 	r := kernel.Shape().Dimensions[0]
@@ -336,9 +360,10 @@ func winogradUncut(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
 }
 
 // winogradValid is winogradConv's 'VALID' convolution of an already padded
-// NHWC input xp, giving oh x ow outputs, uncut (see conv2DUncut): whole
-// tiles, m·ceil(oh/m) x m·ceil(ow/m). xp's sides are at least oh+r-1 and at
-// most whole tiles, m·(t-1)+m+r-1; it pads them at the end to whole tiles.
+// NHWC input xp, giving oh x ow outputs in the tile layout, uncut (see
+// convOut): [m, m, n, ceil(oh/m), ceil(ow/m), cout]. xp's sides are at
+// least oh+r-1 and at most whole tiles, m·(t-1)+m+r-1; it pads them at the
+// end to whole tiles.
 func winogradValid(xp, kernel *Node, m, oh, ow int, customGrad, tileGrad bool) *Node {
 	gr := xp.Graph()
 	d := xp.Shape().Dimensions
@@ -355,11 +380,7 @@ func winogradValid(xp, kernel *Node, m, oh, ow int, customGrad, tileGrad bool) *
 	u := constMatMul(constant(kron(g)), Reshape(kernel, r*r, cin*cout), customGrad)
 	prod := matMul(Reshape(v, a, p, cin), Reshape(u, a, cin, cout), customGrad)
 	y := constMatMul(constant(kron(at)), Reshape(prod, a, p*cout), customGrad)
-
-	// [dy, dx, n, ti, tj, cout] -> [n, ti, dy, tj, dx, cout] -> pixels.
-	y = Reshape(y, m, m, n, th, tw, cout)
-	y = TransposeAllAxes(y, 2, 3, 0, 4, 1, 5)
-	return Reshape(y, n, m*th, m*tw, cout)
+	return Reshape(y, m, m, n, th, tw, cout)
 }
 
 // cropSpatial is the top-left h x w pixels of an NHWC tensor.
@@ -508,6 +529,93 @@ func maxPool3Within(x *Node, h, w, stride int, impl string, t tuning) *Node {
 	return out
 }
 
+// poolReadsTiles reports whether maxPool3Tiles can pool out: a 3x3 pool of
+// stride s that needs no padding on either side.
+func poolReadsTiles(out convOut, s int) bool {
+	ph0, ph1, _ := samePadding(out.oh, 3, s)
+	pw0, pw1, _ := samePadding(out.ow, 3, s)
+	return ph0+ph1+pw0+pw1 == 0
+}
+
+// maxPool3Tiles is maxPool3Within of a convolution's output in Winograd's
+// tile layout (see convOut), read where it is: transposing the tiles to
+// pixels first moves the whole map (conv1's 57x57x96 per image), where this
+// transposes only the pooled map, a ninth of it at stride 3. Pooled row i
+// reads pixel rows s·i+d, d < 3; grouped by e = i mod G, G = lcm(s, m)/s,
+// those rows are i = G·k+e, pixel s·e+d+lcm(s,m)·k: tile row (s·e+d)/m +
+// (lcm/m)·k, row (s·e+d) mod m within it, a strided slice of the tile rows.
+// Columns likewise. The G x G pooled blocks are then interleaved.
+//
+// Inference only: GoMLX's gradient of the 3·G row slices pads each back to
+// the whole map and adds them, which made training 4-7% slower than
+// transposing first.
+func maxPool3Tiles(out convOut, stride int) *Node {
+	const window = 3
+	d := out.y.Shape().Dimensions
+	m, n, c := out.m, d[2], d[5]
+	_, _, oh := samePadding(out.oh, window, stride)
+	_, _, ow := samePadding(out.ow, window, stride)
+	l := stride * m / gcd(stride, m)
+	groups, tileStep := l/stride, l/m
+	count := func(size, e int) int { return (size - e + groups - 1) / groups }
+	kh, kw := count(oh, 0), count(ow, 0)
+	blocks := make([]*Node, 0, groups*groups)
+	empty := Zeros(out.y.Graph(), shapes.Make(out.y.DType(), 1, n, kh, kw, c))
+	for e := range groups {
+		if count(oh, e) == 0 { // fewer pooled rows than groups
+			for range groups {
+				blocks = append(blocks, empty)
+			}
+			continue
+		}
+		// Rows G·k+e: [dx, n, k, tj, c].
+		var rows *Node
+		for dd := range window {
+			u := stride*e + dd
+			s := Slice(out.y, AxisRange(u%m, u%m+1), AxisRange(), AxisRange(),
+				stridedRange(u/m, count(oh, e), tileStep), AxisRange(), AxisRange())
+			s = Reshape(s, m, n, count(oh, e), d[4], c)
+			if rows == nil {
+				rows = s
+			} else {
+				rows = Max(rows, s)
+			}
+		}
+		for e2 := range groups {
+			if count(ow, e2) == 0 {
+				blocks = append(blocks, empty)
+				continue
+			}
+			// Columns G·k'+e2: [n, k, k', c], padded to [n, kh, kw, c].
+			var b *Node
+			for dd := range window {
+				u := stride*e2 + dd
+				s := Slice(rows, AxisRange(u%m, u%m+1), AxisRange(), AxisRange(),
+					stridedRange(u/m, count(ow, e2), tileStep), AxisRange())
+				s = Reshape(s, n, count(oh, e), count(ow, e2), c)
+				if b == nil {
+					b = s
+				} else {
+					b = Max(b, s)
+				}
+			}
+			b = padAxesEnd(b, [2]int{1, 2}, [2]int{kh - count(oh, e), kw - count(ow, e2)})
+			blocks = append(blocks, Reshape(b, 1, n, kh, kw, c))
+		}
+	}
+	// [e, e2, n, k, k', c] -> [n, k, e, k', e2, c]: pooled row G·k+e.
+	y := Reshape(Concatenate(blocks, 0), groups, groups, n, kh, kw, c)
+	y = TransposeAllAxes(y, 2, 3, 0, 4, 1, 5)
+	return cropSpatial(Reshape(y, n, groups*kh, groups*kw, c), oh, ow)
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
 // lrnBand returns the [C, C] 0/1 matrix whose column c sums the channels
 // within lrnRadius of c.
 func lrnBand(channels int) [][]float32 {
@@ -617,11 +725,16 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride in
 	w := variable(scope, "weights", shapes.Make(dtypes.Float32, kernel, kernel, cin, filters), uniformScaling(kernel*kernel*cin))
 	b := variable(scope, "biases", shapes.Make(dtypes.Float32, filters), nil)
 	g := x.Graph()
-	y, oh, ow := conv2DUncut(x, w.ValueGraph(g), stride, impl, t)
-	if poolStride > 0 && t.poolFirst && t.poolUncut {
-		y = maxPool3Within(y, oh, ow, poolStride, poolImpl, t)
-	} else {
-		y = cropSpatial(y, oh, ow)
+	out := conv2DUncut(x, w.ValueGraph(g), stride, impl, t)
+	var y *Node
+	switch {
+	case poolStride > 0 && t.poolFirst && t.poolTiles && !t.customGrad && out.m > 0 && poolImpl == PoolSlices &&
+		poolReadsTiles(out, poolStride):
+		y = maxPool3Tiles(out, poolStride)
+	case poolStride > 0 && t.poolFirst && t.poolUncut:
+		y = maxPool3Within(out.pixels(), out.oh, out.ow, poolStride, poolImpl, t)
+	default:
+		y = cropSpatial(out.pixels(), out.oh, out.ow)
 		if poolStride > 0 && t.poolFirst {
 			y = maxPool3(y, poolStride, poolImpl, t)
 		}

@@ -460,3 +460,37 @@ func TestWithVJPMisuseIsAnError(t *testing.T) {
 		t.Fatal("Exec hung on a vjp returning no adjoints")
 	}
 }
+
+// TestMaxPoolTilesAgrees checks maxPool3Tiles, which pools a convolution's
+// output where it lies in Winograd's tile layout, against maxPool3 of the
+// same map in pixels, for both tile sizes and maps whose pooled side is at
+// least, and less than, the number of row groups (4 for m = 4, 2 for m = 2).
+func TestMaxPoolTilesAgrees(t *testing.T) {
+	b := testBackend(t).b
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, tc := range []struct{ m, h, w int }{
+		{4, 57, 57}, {4, 27, 9}, {4, 9, 6}, {4, 3, 3}, {2, 9, 15}, {2, 3, 6},
+	} {
+		n, c := 2, 3
+		th, tw := (tc.h+tc.m-1)/tc.m, (tc.w+tc.m-1)/tc.m
+		dims := []int{tc.m, tc.m, n, th, tw, c}
+		x := randomValues(r, tc.m*tc.m*n*th*tw*c)
+		out := func(y *Node) convOut { return convOut{y, tc.h, tc.w, tc.m} }
+		if !poolReadsTiles(out(nil), 3) {
+			t.Fatalf("%+v: a stride-3 pool of it pads", tc)
+		}
+		got := eval(t, b, func(y *Node) *Node { return maxPool3Tiles(out(y), 3) }, x, dims...)
+		want := eval(t, b, func(y *Node) *Node {
+			return maxPool3(cropSpatial(out(y).pixels(), tc.h, tc.w), 3, PoolSlices, tuning{})
+		}, x, dims...)
+		if len(got) != len(want) {
+			t.Fatalf("m=%d on %dx%d: %d values from the tiles pool, %d from the pixel pool", tc.m, tc.h, tc.w, len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Errorf("m=%d on %dx%d: value %d: tiles pool %v, pixel pool %v", tc.m, tc.h, tc.w, i, got[i], want[i])
+				break
+			}
+		}
+	}
+}
