@@ -4,6 +4,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -110,8 +111,8 @@ type tuning struct {
 	// poolUncut: with poolFirst, a pool that needs no padding reads
 	// Winograd's uncut output in place, see conv2DUncut.
 	poolUncut bool
-	// poolTiles: without customGrad (inference), a pool that needs no
-	// padding reads Winograd's tiles directly, see maxPool3Tiles.
+	// poolTiles: a pool that needs no padding reads Winograd's tiles
+	// directly, see maxPool3Tiles.
 	poolTiles bool
 	// tileGrad: with customGrad, Winograd's input tiles are differentiated
 	// by overlap-add, see winogradTiles.
@@ -540,73 +541,121 @@ func poolReadsTiles(out convOut, s int) bool {
 // maxPool3Tiles is maxPool3Within of a convolution's output in Winograd's
 // tile layout (see convOut), read where it is: transposing the tiles to
 // pixels first moves the whole map (conv1's 57x57x96 per image), where this
-// transposes only the pooled map, a ninth of it at stride 3. Pooled row i
-// reads pixel rows s·i+d, d < 3; grouped by e = i mod G, G = lcm(s, m)/s,
-// those rows are i = G·k+e, pixel s·e+d+lcm(s,m)·k: tile row (s·e+d)/m +
-// (lcm/m)·k, row (s·e+d) mod m within it, a strided slice of the tile rows.
-// Columns likewise. The G x G pooled blocks are then interleaved.
-//
-// Inference only: GoMLX's gradient of the 3·G row slices pads each back to
-// the whole map and adds them, which made training 4-7% slower than
-// transposing first.
-func maxPool3Tiles(out convOut, stride int) *Node {
-	const window = 3
+// transposes only the pooled map, a ninth of it at stride 3. It pools rows,
+// then columns (tilePoolPass), each giving the pooled values grouped by
+// their index modulo G, then interleaves the G x G groups.
+func maxPool3Tiles(out convOut, stride int, customGrad bool) *Node {
 	d := out.y.Shape().Dimensions
-	m, n, c := out.m, d[2], d[5]
-	_, _, oh := samePadding(out.oh, window, stride)
-	_, _, ow := samePadding(out.ow, window, stride)
-	l := stride * m / gcd(stride, m)
-	groups, tileStep := l/stride, l/m
-	count := func(size, e int) int { return (size - e + groups - 1) / groups }
-	kh, kw := count(oh, 0), count(ow, 0)
-	blocks := make([]*Node, 0, groups*groups)
-	empty := Zeros(out.y.Graph(), shapes.Make(out.y.DType(), 1, n, kh, kw, c))
-	for e := range groups {
-		if count(oh, e) == 0 { // fewer pooled rows than groups
-			for range groups {
-				blocks = append(blocks, empty)
-			}
-			continue
+	n, c := d[2], d[5]
+	_, _, oh := samePadding(out.oh, 3, stride)
+	_, _, ow := samePadding(out.ow, 3, stride)
+	// [dy, dx, n, ti, tj, c] -> rows [e, dx, n, k, tj, c] -> [e2, e, n, k, k2, c].
+	y := tilePoolPass(out.y, 0, 3, out.m, stride, out.oh, customGrad)
+	y = tilePoolPass(y, 1, 4, out.m, stride, out.ow, customGrad)
+	g, kh, kw := y.Shape().Dimensions[0], y.Shape().Dimensions[3], y.Shape().Dimensions[4]
+	// -> [n, k, e, k2, e2, c]: pooled row G·k+e, column G·k2+e2.
+	y = TransposeAllAxes(y, 2, 3, 1, 4, 0, 5)
+	return cropSpatial(Reshape(y, n, kh*g, kw*g, c), oh, ow)
+}
+
+// tilePoolPass max-pools one spatial axis of a map in Winograd's tile
+// layout, where pixel t·m+j of that axis lies at index j of axis a and t of
+// axis b (a < b), with a 3-wide window of stride s (3 here) that needs no
+// padding over its size pixels. Pooled pixel i reads pixels s·i+δ, δ < 3.
+// Grouped by e = i mod G, G = lcm(s, m)/s, they are i = G·k+e, pixels
+// u+lcm·k with u = s·e+δ: index u mod m of axis a and u/m + (lcm/m)·k of
+// axis b, a strided slice. The result stacks the groups: [G, x's axes but
+// a, axis b now K = ceil(out/G) long], pooled pixel G·k+e at [e, ..., k,
+// ...], zeros past the last.
+//
+// With customGrad (and s = 3: the windows then tile the axis, so every
+// pixel is read by one slice) the gradient puts each slice's share back by
+// concatenation; GoMLX's pads each of the 3·G slices to the whole map and
+// adds them, which made training slower than transposing to pixels first.
+func tilePoolPass(x *Node, a, b, m, s, size int, customGrad bool) *Node {
+	const window = 3
+	dims := x.Shape().Dimensions
+	_, _, out := samePadding(size, window, s)
+	l := s * m / gcd(s, m)
+	groups, tileStep := l/s, l/m
+	k := (out + groups - 1) / groups
+	count := func(e int) int { return max(0, (out-e+groups-1)/groups) }
+	// A slice's shape: x's without axis a, axis b K long (b-1 once a is gone).
+	sliceDims := slices.Delete(slices.Clone(dims), a, a+1)
+	sliceDims[b-1] = k
+	zeros := Zeros(x.Graph(), shapes.Make(x.DType(), sliceDims...))
+	slice := func(x *Node, u, e int) *Node {
+		if count(e) == 0 {
+			return zeros
 		}
-		// Rows G·k+e: [dx, n, k, tj, c].
-		var rows *Node
-		for dd := range window {
-			u := stride*e + dd
-			s := Slice(out.y, AxisRange(u%m, u%m+1), AxisRange(), AxisRange(),
-				stridedRange(u/m, count(oh, e), tileStep), AxisRange(), AxisRange())
-			s = Reshape(s, m, n, count(oh, e), d[4], c)
-			if rows == nil {
-				rows = s
-			} else {
-				rows = Max(rows, s)
-			}
+		specs := make([]SliceAxisSpec, len(dims))
+		for i := range specs {
+			specs[i] = AxisRange()
 		}
-		for e2 := range groups {
-			if count(ow, e2) == 0 {
-				blocks = append(blocks, empty)
-				continue
-			}
-			// Columns G·k'+e2: [n, k, k', c], padded to [n, kh, kw, c].
-			var b *Node
-			for dd := range window {
-				u := stride*e2 + dd
-				s := Slice(rows, AxisRange(u%m, u%m+1), AxisRange(), AxisRange(),
-					stridedRange(u/m, count(ow, e2), tileStep), AxisRange())
-				s = Reshape(s, n, count(oh, e), count(ow, e2), c)
-				if b == nil {
-					b = s
-				} else {
-					b = Max(b, s)
-				}
-			}
-			b = padAxesEnd(b, [2]int{1, 2}, [2]int{kh - count(oh, e), kw - count(ow, e2)})
-			blocks = append(blocks, Reshape(b, 1, n, kh, kw, c))
-		}
+		specs[a] = AxisRange(u%m, u%m+1)
+		specs[b] = stridedRange(u/m, count(e), tileStep)
+		d := slices.Clone(sliceDims)
+		d[b-1] = count(e)
+		return padAxisEnd(Reshape(Slice(x, specs...), d...), b-1, k-count(e))
 	}
-	// [e, e2, n, k, k', c] -> [n, k, e, k', e2, c]: pooled row G·k+e.
-	y := Reshape(Concatenate(blocks, 0), groups, groups, n, kh, kw, c)
-	y = TransposeAllAxes(y, 2, 3, 0, 4, 1, 5)
-	return cropSpatial(Reshape(y, n, groups*kh, groups*kw, c), oh, ow)
+	// taps[e][δ] is the slice of pixels s·e+δ; pairs[e] the max of the first two.
+	taps := make([][window]*Node, groups)
+	pairs := make([]*Node, groups)
+	forward := func(in []*Node) *Node {
+		pooled := make([]*Node, groups)
+		for e := range groups {
+			for dd := range window {
+				taps[e][dd] = slice(in[0], s*e+dd, e)
+			}
+			pairs[e] = Max(taps[e][0], taps[e][1])
+			pooled[e] = InsertAxes(Max(pairs[e], taps[e][2]), 0)
+		}
+		return Concatenate(pooled, 0)
+	}
+	if !customGrad || s != window {
+		return forward([]*Node{x})
+	}
+	return withVJP([]*Node{x}, forward, func(_ []*Node, _, v *Node) []*Node {
+		// Each tap's adjoint, routed as maxVJP routes it.
+		grads := make(map[int]*Node, l)
+		zero := ScalarZero(v.Graph(), v.DType())
+		for e := range groups {
+			ve := Reshape(Slice(v, AxisRange(e, e+1)), sliceDims...)
+			dPair := Where(GreaterOrEqual(pairs[e], taps[e][2]), ve, zero)
+			d0 := Where(GreaterOrEqual(taps[e][0], taps[e][1]), dPair, zero)
+			grads[s*e], grads[s*e+1], grads[s*e+2] = d0, Sub(dPair, d0), Sub(ve, dPair)
+		}
+		// Pixel u+lcm·k is index u mod m of axis a and (u/m) + tileStep·k of
+		// axis b: stack the m of each u/m on axis a, then interleave the
+		// tileStep of those on axis b.
+		withA := slices.Insert(slices.Clone(sliceDims), a, 1)
+		steps := make([]*Node, tileStep)
+		for q := range tileStep {
+			rows := make([]*Node, m)
+			for j := range m {
+				rows[j] = Reshape(grads[q*m+j], withA...)
+			}
+			steps[q] = InsertAxes(Concatenate(rows, a), b+1)
+		}
+		dx := Concatenate(steps, b+1)
+		merged := slices.Clone(dims)
+		merged[b] = k * tileStep
+		dx = Reshape(dx, merged...)
+		if k*tileStep > dims[b] {
+			specs := make([]SliceAxisSpec, len(dims))
+			for i := range specs {
+				specs[i] = AxisRange()
+			}
+			specs[b] = AxisRange(0, dims[b])
+			dx = Slice(dx, specs...)
+		}
+		return []*Node{padAxisEnd(dx, b, dims[b]-dx.Shape().Dimensions[b])}
+	})
+}
+
+// padAxisEnd appends n zeros to axis axis of x.
+func padAxisEnd(x *Node, axis, n int) *Node {
+	return padAxes(x, [2]int{axis, axis}, [2][2]int{{0, n}, {0, 0}}, 0)
 }
 
 func gcd(a, b int) int {
@@ -728,9 +777,9 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride in
 	out := conv2DUncut(x, w.ValueGraph(g), stride, impl, t)
 	var y *Node
 	switch {
-	case poolStride > 0 && t.poolFirst && t.poolTiles && !t.customGrad && out.m > 0 && poolImpl == PoolSlices &&
+	case poolStride > 0 && t.poolFirst && t.poolTiles && out.m > 0 && poolImpl == PoolSlices &&
 		poolReadsTiles(out, poolStride):
-		y = maxPool3Tiles(out, poolStride)
+		y = maxPool3Tiles(out, poolStride, t.customGrad)
 	case poolStride > 0 && t.poolFirst && t.poolUncut:
 		y = maxPool3Within(out.pixels(), out.oh, out.ow, poolStride, poolImpl, t)
 	default:

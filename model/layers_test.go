@@ -463,10 +463,11 @@ func TestWithVJPMisuseIsAnError(t *testing.T) {
 
 // TestMaxPoolTilesAgrees checks maxPool3Tiles, which pools a convolution's
 // output where it lies in Winograd's tile layout, against maxPool3 of the
-// same map in pixels, for both tile sizes and maps whose pooled side is at
-// least, and less than, the number of row groups (4 for m = 4, 2 for m = 2).
+// same map in pixels: values, and with customGrad the gradient (as maxVJP
+// routes it), bit for bit, for both tile sizes and maps whose pooled side
+// is at least, and less than, the number of groups (4 for m = 4, 2 for
+// m = 2).
 func TestMaxPoolTilesAgrees(t *testing.T) {
-	b := testBackend(t).b
 	r := rand.New(rand.NewPCG(21, 22))
 	for _, tc := range []struct{ m, h, w int }{
 		{4, 57, 57}, {4, 27, 9}, {4, 9, 6}, {4, 3, 3}, {2, 9, 15}, {2, 3, 6},
@@ -479,17 +480,23 @@ func TestMaxPoolTilesAgrees(t *testing.T) {
 		if !poolReadsTiles(out(nil), 3) {
 			t.Fatalf("%+v: a stride-3 pool of it pads", tc)
 		}
-		got := eval(t, b, func(y *Node) *Node { return maxPool3Tiles(out(y), 3) }, x, dims...)
-		want := eval(t, b, func(y *Node) *Node {
-			return maxPool3(cropSpatial(out(y).pixels(), tc.h, tc.w), 3, PoolSlices, tuning{})
-		}, x, dims...)
-		if len(got) != len(want) {
-			t.Fatalf("m=%d on %dx%d: %d values from the tiles pool, %d from the pixel pool", tc.m, tc.h, tc.w, len(got), len(want))
-		}
-		for i := range got {
-			if got[i] != want[i] {
-				t.Errorf("m=%d on %dx%d: value %d: tiles pool %v, pixel pool %v", tc.m, tc.h, tc.w, i, got[i], want[i])
-				break
+		for _, custom := range []bool{false, true} {
+			// w scales the pooled map, so that both gradients are exercised.
+			pooled := []int{n, tc.h / 3, tc.w / 3, c}
+			w := randomValues(r, n*tc.h/3*tc.w/3*c)
+			y0, dx0, _ := valueAndGrads(t, func(y, w *Node) *Node {
+				return Mul(maxPool3(cropSpatial(out(y).pixels(), tc.h, tc.w), 3, PoolSlices, tuning{customGrad: custom}), w)
+			}, x, dims, w, pooled)
+			y1, dx1, _ := valueAndGrads(t, func(y, w *Node) *Node { return Mul(maxPool3Tiles(out(y), 3, custom), w) }, x, dims, w, pooled)
+			for name, pair := range map[string][2][]float64{"value": {y1, y0}, "gradient": {dx1, dx0}} {
+				got, want := pair[0], pair[1]
+				for i := range want {
+					if got[i] != want[i] {
+						t.Errorf("m=%d on %dx%d, customGrad %v: %s %d: tiles pool %v, pixel pool %v",
+							tc.m, tc.h, tc.w, custom, name, i, got[i], want[i])
+						break
+					}
+				}
 			}
 		}
 	}
