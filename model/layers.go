@@ -444,10 +444,7 @@ func winogradTiles(xp *Node, side, m int, customGrad bool) *Node {
 		// input's sides.
 		sum = TransposeAllAxes(sum, 2, 3, 0, 4, 1, 5)
 		sum = Reshape(sum, n, (th+blocks-1)*m, (tw+blocks-1)*m, c)
-		if (th+blocks-1)*m != hp || (tw+blocks-1)*m != wp {
-			sum = Slice(sum, AxisRange(), AxisRange(0, hp), AxisRange(0, wp), AxisRange())
-		}
-		return []*Node{sum}
+		return []*Node{cropSpatial(sum, hp, wp)}
 	})
 }
 
