@@ -43,11 +43,10 @@ const (
 	tuningLRNGrad
 	tuningPoolFirst
 	tuningDropConnectBits
-	tuningPoolUncut
 	tuningPoolTiles
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
-		tuningDropConnectBits | tuningPoolUncut | tuningPoolTiles
+		tuningDropConnectBits | tuningPoolTiles
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -108,7 +107,6 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 			lrnGrad:              bits&tuningLRNGrad != 0,
 			poolFirst:            bits&tuningPoolFirst != 0,
 			dropConnectBits:      bits&tuningDropConnectBits != 0,
-			poolUncut:            bits&tuningPoolUncut != 0,
 			poolTiles:            bits&tuningPoolTiles != 0,
 		}
 	}

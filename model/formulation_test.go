@@ -94,9 +94,9 @@ func TestPoolFirstAgrees(t *testing.T) {
 // layer) or mis-scaled shows here even where the loss barely moves.
 func TestTunedTrainingAgrees(t *testing.T) {
 	b := testBackend(t)
-	// 107 pixels: conv1's map is 27x27, Winograd's uncut 28x28; model5's
-	// stride-3 pools on 27 and 9 need no padding and read the uncut maps in
-	// place (maxPool3Within), model1's stride-2 ones pad a cut copy.
+	// 107 pixels: conv1's map is 27x27, Winograd's tiles cover 28x28;
+	// model5's stride-3 pools on 27 and 9 need no padding and read the tiles
+	// (maxPool3Tiles), model1's stride-2 ones pad a cut copy in pixels.
 	o := Options{Classes: []string{"a", "b", "c"}, ImageSize: 107}
 	images := randomImagesOfSide(4, 107)
 	for _, name := range []string{"model1", "model5"} {

@@ -108,9 +108,6 @@ type tuning struct {
 	// dropConnectBits: DropConnect's keep-0.5 training mask comes from
 	// halfMask.
 	dropConnectBits bool
-	// poolUncut: with poolFirst, a pool that needs no padding reads
-	// Winograd's uncut output in place, see conv2DUncut.
-	poolUncut bool
 	// poolTiles: a pool that needs no padding reads Winograd's tiles
 	// directly, see maxPool3Tiles.
 	poolTiles bool
@@ -167,8 +164,8 @@ func conv2D(x, kernel *Node, stride int, impl string, t tuning) *Node {
 // Winograd's tile layout [m, m, n, th, tw, c], where pixel (ti·m+dy,
 // tj·m+dx) is [dy, dx, n, ti, tj]. Winograd's tiles cover up to m-1 more
 // rows and columns than the output (made from padding) when its sides are
-// not multiples of m; a max pool can skip them instead of copying the rest
-// out (maxPool3Within), or read the tiles directly (maxPool3Tiles).
+// not multiples of m; a max pool that reads the tiles directly
+// (maxPool3Tiles) skips them.
 type convOut struct {
 	y      *Node
 	oh, ow int
@@ -480,20 +477,10 @@ func im2colConv(xp, kernel *Node, stride, oh, ow int, customGrad bool) *Node {
 // maxPool3 is a 3x3 'SAME'-padded max pool of an NHWC input. With
 // t.customGrad the maxes are maxVJP.
 func maxPool3(x *Node, stride int, impl string, t tuning) *Node {
-	return maxPool3Within(x, x.Shape().Dimensions[1], x.Shape().Dimensions[2], stride, impl, t)
-}
-
-// maxPool3Within is maxPool3 of the top-left h x w pixels of x. Where the
-// pool needs no padding (stride 3 on 57: the windows end at pixel 56), its
-// slices read those pixels where they are, which spares copying them out
-// (and the gradient's copy back).
-func maxPool3Within(x *Node, h, w, stride int, impl string, t tuning) *Node {
 	const window = 3
-	ph0, ph1, oh := samePadding(h, window, stride)
-	pw0, pw1, ow := samePadding(w, window, stride)
-	if ph0+ph1+pw0+pw1 > 0 || impl == PoolBuiltin {
-		x = cropSpatial(x, h, w)
-	}
+	dims := x.Shape().Dimensions
+	ph0, ph1, oh := samePadding(dims[1], window, stride)
+	pw0, pw1, ow := samePadding(dims[2], window, stride)
 	if impl == PoolBuiltin {
 		return MaxPool(x).Window(window).Strides(stride).
 			PaddingPerDim([][2]int{{ph0, ph1}, {pw0, pw1}}).Done()
@@ -508,7 +495,7 @@ func maxPool3Within(x *Node, h, w, stride int, impl string, t tuning) *Node {
 	}
 	var rows *Node
 	for d := range window {
-		s := Slice(xp, AxisRange(), stridedRange(d, oh, stride), AxisRange(0, w+pw0+pw1), AxisRange())
+		s := Slice(xp, AxisRange(), stridedRange(d, oh, stride), AxisRange(), AxisRange())
 		if rows == nil {
 			rows = s
 		} else {
@@ -535,7 +522,7 @@ func poolReadsTiles(out convOut, s int) bool {
 	return ph0+ph1+pw0+pw1 == 0
 }
 
-// maxPool3Tiles is maxPool3Within of a convolution's output in Winograd's
+// maxPool3Tiles is maxPool3 of a convolution's output in Winograd's
 // tile layout (see convOut), read where it is: transposing the tiles to
 // pixels first moves the whole map (conv1's 57x57x96 per image), where this
 // transposes only the pooled map, a ninth of it at stride 3. It pools rows,
@@ -777,8 +764,6 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride in
 	case poolStride > 0 && t.poolFirst && t.poolTiles && out.m > 0 && poolImpl == PoolSlices &&
 		poolReadsTiles(out, poolStride):
 		y = maxPool3Tiles(out, poolStride, t.customGrad)
-	case poolStride > 0 && t.poolFirst && t.poolUncut:
-		y = maxPool3Within(out.pixels(), out.oh, out.ow, poolStride, poolImpl, t)
 	default:
 		y = cropSpatial(out.pixels(), out.oh, out.ow)
 		if poolStride > 0 && t.poolFirst {
