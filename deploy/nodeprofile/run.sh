@@ -53,7 +53,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowerd/flowerd/model/dataset"
 	"github.com/gomlx/compute/gobackend"
 )
 
@@ -81,11 +80,7 @@ func BenchmarkNodeProfile(b *testing.B) {
 			}
 			return
 		}
-		bt := dataset.Batch{Images: randomImages(n), Labels: make([]int32, n), Weights: make([]float32, n), Valid: n}
-		for i := range n {
-			bt.Labels[i], bt.Weights[i] = int32(i%NumClasses), 1
-		}
-		if _, err := m.TrainStep(ctx, bt, DefaultLearningRate, DefaultMomentum); err != nil {
+		if _, err := m.TrainStep(ctx, trainBatch(randomImages(n), n, NumClasses), DefaultLearningRate, DefaultMomentum); err != nil {
 			b.Fatal(err)
 		}
 	}
