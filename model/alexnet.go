@@ -44,9 +44,10 @@ const (
 	tuningPoolFirst
 	tuningDropConnectBits
 	tuningPoolTiles
+	tuningServedKernels
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
-		tuningDropConnectBits | tuningPoolTiles
+		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -85,6 +86,14 @@ func setVariantParams(store *gmx.Store, v Variant, numClasses int, convImpl, poo
 // with 'SAME' padding everywhere. Dropout and DropConnect are active only
 // when training is true.
 func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
+	return alexNet(scope, images, training, false)
+}
+
+// alexNet is AlexNet; with record set (inference only), each Winograd
+// convolution also stores its transformed kernel in its scope, for the
+// inference graphs built later on the same store (see
+// Model.transformKernels).
+func alexNet(scope *gmx.Scope, images *Node, training, record bool) *Node {
 	strides := gmx.GetParamOr(scope, ParamPoolStrides, []int{2, 2, 2})
 	reg := Regularization(gmx.GetParamOr(scope, ParamRegularization, string(Dropout)))
 	keep := gmx.GetParamOr(scope, ParamKeepProbabilities, []float64{0.5, 0.5})
@@ -108,6 +117,12 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 			poolFirst:            bits&tuningPoolFirst != 0,
 			dropConnectBits:      bits&tuningDropConnectBits != 0,
 			poolTiles:            bits&tuningPoolTiles != 0,
+		}
+		switch {
+		case record:
+			t.kernels = kernelsRecord
+		case !training && bits&tuningServedKernels != 0:
+			t.kernels = kernelsStored
 		}
 	}
 

@@ -207,3 +207,54 @@ func TestHalfMask(t *testing.T) {
 		t.Error("two RNG states gave the same mask")
 	}
 }
+
+// TestServedKernelsAgree checks that inference on Winograd kernels
+// transformed once at publish (tuningServedKernels) predicts exactly what
+// transforming them in the graph does, at batch 1 (every kernel read from
+// the served store) and batch 16 (model2's conv3-5 then take F(4x4), which
+// is computed in the graph), and that only the served store holds them,
+// outside the parameter count.
+func TestServedKernelsAgree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds full-size networks: skipped under -short")
+	}
+	b := testBackend(t)
+	inGraph := newTuned(t, b, "model2", tuningAll&^tuningServedKernels)
+	stored := newTuned(t, b, "model2", tuningAll)
+	var names []string
+	for v := range stored.Served().store.IterVariables() {
+		if strings.HasPrefix(v.Name(), "winograd") {
+			names = append(names, v.Path())
+		}
+	}
+	slices.Sort(names)
+	want := []string{"/conv1/winograd_kernel_m4", "/conv2/winograd_kernel_m4", "/conv3/winograd_kernel_m2",
+		"/conv4/winograd_kernel_m2", "/conv5/winograd_kernel_m2"}
+	if !slices.Equal(names, want) {
+		t.Errorf("served store's transformed kernels = %q; want %q", names, want)
+	}
+	for v := range stored.store.IterVariables() {
+		if strings.HasPrefix(v.Name(), "winograd") {
+			t.Errorf("training store holds %s: it would go stale at the next step", v.Path())
+		}
+	}
+	if got := stored.NumParameters(); got != 30039441 {
+		t.Errorf("NumParameters = %d; want 30039441 (the transformed kernels are not parameters)", got)
+	}
+	for _, n := range []int{1, 16} {
+		images := randomImages(n)
+		want, err := inGraph.Predict(context.Background(), images, n)
+		if err != nil {
+			t.Fatalf("batch %d, kernels transformed in the graph: Predict = %v", n, err)
+		}
+		got, err := stored.Predict(context.Background(), images, n)
+		if err != nil {
+			t.Fatalf("batch %d, stored kernels: Predict = %v", n, err)
+		}
+		for i := range want {
+			if !slices.Equal(got[i], want[i]) {
+				t.Fatalf("batch %d, image %d: stored kernels predict %v; in the graph %v", n, i, got[i], want[i])
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -117,6 +118,51 @@ type tuning struct {
 	// dropConnectOut: DropConnect's inference scales the dense layer's
 	// output by keep instead of its weights, see denseLayer.
 	dropConnectOut bool
+	// kernels: where Winograd's transformed kernels come from, see
+	// tuning.kernelSource.
+	kernels kernelMode
+}
+
+// kernelMode says where a graph's Winograd convolutions get their
+// transformed kernels.
+type kernelMode int
+
+const (
+	// kernelsInGraph: computed in the graph from the weights (training
+	// graphs, and stores that hold none).
+	kernelsInGraph kernelMode = iota
+	// kernelsStored: read from the layer's scope where the store holds
+	// one for the tile size, else computed (inference on served weights).
+	kernelsStored
+	// kernelsRecord: computed, and stored in the layer's scope (the graph
+	// that publishing runs once on served weights).
+	kernelsRecord
+)
+
+// winogradKernelName is the variable, in a convolution's scope, of its
+// kernel transformed for F(mxm, rxr). Only served stores have them, never
+// a training store, where they would go stale at the next step.
+func winogradKernelName(m int) string { return fmt.Sprintf("winograd_kernel_m%d", m) }
+
+// kernelSource is where the convolution in scope gets its transformed
+// kernels, as t.kernels says.
+func (t tuning) kernelSource(scope *gmx.Scope) kernelSource {
+	switch t.kernels {
+	case kernelsStored:
+		return func(kernel *Node, m int) *Node {
+			if v := scope.GetVariable(winogradKernelName(m)); v != nil {
+				return v.ValueGraph(kernel.Graph())
+			}
+			return winogradKernel(kernel, m, false)
+		}
+	case kernelsRecord:
+		return func(kernel *Node, m int) *Node {
+			u := winogradKernel(kernel, m, false)
+			variable(scope, winogradKernelName(m), u.Shape(), nil).SetTrainable(false).SetValueGraph(u)
+			return u
+		}
+	}
+	return nil
 }
 
 // winogradMinTiles is, per output tile side m and kernel side r, the number
@@ -155,7 +201,7 @@ func (t tuning) winogradTile(r, n, h, w int) int {
 // conv2D is a 'SAME'-padded 2-D convolution of an NHWC input with an HWIO
 // kernel.
 func conv2D(x, kernel *Node, stride int, impl string, t tuning) *Node {
-	out := conv2DUncut(x, kernel, stride, impl, t)
+	out := conv2DUncut(x, kernel, stride, impl, t, nil)
 	return cropSpatial(out.pixels(), out.oh, out.ow)
 }
 
@@ -183,9 +229,22 @@ func (c convOut) pixels() *Node {
 	return Reshape(y, d[2], c.m*d[3], c.m*d[4], d[5])
 }
 
+// kernelSource gives a Winograd convolution its kernel (as convolved:
+// after space-to-depth, for conv1) transformed for F(mxm, rxr), [a, cin,
+// cout]. nil computes it in the graph (winogradKernel).
+type kernelSource func(kernel *Node, m int) *Node
+
+// transformed is kernel transformed for F(mxm, rxr), from src when it is set.
+func (src kernelSource) transformed(kernel *Node, m int, customGrad bool) *Node {
+	if src == nil {
+		return winogradKernel(kernel, m, customGrad)
+	}
+	return src(kernel, m)
+}
+
 // conv2DUncut is conv2D before Winograd's cut to the output's sides (see
-// convOut).
-func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning) convOut {
+// convOut), with Winograd's transformed kernels from src.
+func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning, src kernelSource) convOut {
 	dims := x.Shape().Dimensions
 	kdims := kernel.Shape().Dimensions
 	h, w := dims[1], dims[2]
@@ -199,7 +258,8 @@ func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning) convOut {
 	}
 	// Winograd pays once there are enough tiles to fill its matmuls.
 	if m := t.winogradTile(kh, dims[0], h, w); m > 0 && stride == 1 && kh == kw {
-		return convOut{winogradSame(x, kernel, m, t.customGrad, t.tileGrad), oh, ow, m}
+		u := src.transformed(kernel, m, t.customGrad)
+		return convOut{winogradSame(x, u, m, kh, t.customGrad, t.tileGrad), oh, ow, m}
 	}
 	if stride == 1 || !t.spaceToDepth {
 		xp := padSpatial(x, [2]int{ph0, ph1}, [2]int{pw0, pw1}, 0)
@@ -218,7 +278,8 @@ func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning) convOut {
 	xs, ks := spaceToDepth(xp, s), spaceToDepthKernel(kernel, s)
 	// The stride-1 convolution left is Winograd's too when it has the tiles.
 	if m := t.winogradTile(kph, dims[0], oh, ow); m > 0 && t.spaceToDepthWinograd && kph == kpw {
-		return convOut{winogradValid(xs, ks, m, oh, ow, t.customGrad, t.tileGrad), oh, ow, m}
+		u := src.transformed(ks, m, t.customGrad)
+		return convOut{winogradValid(xs, u, m, kph, oh, ow, t.customGrad, t.tileGrad), oh, ow, m}
 	}
 	return pixels(im2colConv(xs, ks, 1, oh, ow, t.customGrad))
 }
@@ -340,43 +401,58 @@ func kron(m [][]float64) [][]float64 {
 // winogradTiles.
 func winogradConv(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
 	d := x.Shape().Dimensions
-	out := convOut{winogradSame(x, kernel, m, customGrad, tileGrad), d[1], d[2], m}
+	r := kernel.Shape().Dimensions[0]
+	u := winogradKernel(kernel, m, customGrad)
+	out := convOut{winogradSame(x, u, m, r, customGrad, tileGrad), d[1], d[2], m}
 	return cropSpatial(out.pixels(), d[1], d[2])
 }
 
-// winogradSame is winogradConv in the tile layout, uncut (see convOut).
-func winogradSame(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
+// winogradKernel is U = (G⊗G)·kernel, an r x r HWIO kernel transformed for
+// F(mxm, rxr): [a, cin, cout], a = (m+r-1)². It depends on the weights
+// alone, so served weights have it computed once, at publish
+// (Model.transformKernels), instead of at every call.
+func winogradKernel(kernel *Node, m int, customGrad bool) *Node {
+	kd := kernel.Shape().Dimensions
+	r, cin, cout := kd[0], kd[2], kd[3]
+	_, g, _ := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
+	gg := ConvertDType(Const(kernel.Graph(), kron(g)), kernel.DType())
+	u := constMatMul(gg, Reshape(kernel, r*r, cin*cout), customGrad)
+	return Reshape(u, (m+r-1)*(m+r-1), cin, cout)
+}
+
+// winogradSame is winogradConv in the tile layout, uncut (see convOut), for
+// an r x r kernel transformed as winogradKernel does.
+func winogradSame(x, u *Node, m, r int, customGrad, tileGrad bool) *Node {
 	d := x.Shape().Dimensions
 	h, w := d[1], d[2]
-	r := kernel.Shape().Dimensions[0]
 	side := m + r - 1
 	th, tw := (h+m-1)/m, (w+m-1)/m
 	// 'SAME' padding before, and after enough for every tile.
 	pad := (r - 1) / 2
 	xp := padSpatial(x, [2]int{pad, m*(th-1) + side - h - pad}, [2]int{pad, m*(tw-1) + side - w - pad}, 0)
-	return winogradValid(xp, kernel, m, h, w, customGrad, tileGrad)
+	return winogradValid(xp, u, m, r, h, w, customGrad, tileGrad)
 }
 
 // winogradValid is winogradConv's 'VALID' convolution of an already padded
-// NHWC input xp, giving oh x ow outputs in the tile layout, uncut (see
+// NHWC input xp with an r x r kernel transformed as winogradKernel does (u
+// [a, cin, cout]), giving oh x ow outputs in the tile layout, uncut (see
 // convOut): [m, m, n, ceil(oh/m), ceil(ow/m), cout]. xp's sides are at
 // least oh+r-1 and at most whole tiles, m·(t-1)+m+r-1; it pads them at the
 // end to whole tiles.
-func winogradValid(xp, kernel *Node, m, oh, ow int, customGrad, tileGrad bool) *Node {
+func winogradValid(xp, u *Node, m, r, oh, ow int, customGrad, tileGrad bool) *Node {
 	gr := xp.Graph()
 	d := xp.Shape().Dimensions
 	n, cin := d[0], d[3]
-	r, cout := kernel.Shape().Dimensions[0], kernel.Shape().Dimensions[3]
+	cout := u.Shape().Dimensions[2]
 	side := m + r - 1
-	at, g, bt := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
+	at, _, bt := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
 	th, tw := (oh+m-1)/m, (ow+m-1)/m
 	p := n * th * tw
 	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), xp.DType()) }
 	xp = padSpatial(xp, [2]int{0, m*(th-1) + side - d[1]}, [2]int{0, m*(tw-1) + side - d[2]}, 0)
 	a := side * side
 	v := constMatMul(constant(kron(bt)), winogradTiles(xp, side, m, customGrad && tileGrad), customGrad)
-	u := constMatMul(constant(kron(g)), Reshape(kernel, r*r, cin*cout), customGrad)
-	prod := matMul(Reshape(v, a, p, cin), Reshape(u, a, cin, cout), customGrad)
+	prod := matMul(Reshape(v, a, p, cin), u, customGrad)
 	y := constMatMul(constant(kron(at)), Reshape(prod, a, p*cout), customGrad)
 	return Reshape(y, m, m, n, th, tw, cout)
 }
@@ -758,7 +834,7 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride in
 	w := variable(scope, "weights", shapes.Make(dtypes.Float32, kernel, kernel, cin, filters), uniformScaling(kernel*kernel*cin))
 	b := variable(scope, "biases", shapes.Make(dtypes.Float32, filters), nil)
 	g := x.Graph()
-	out := conv2DUncut(x, w.ValueGraph(g), stride, impl, t)
+	out := conv2DUncut(x, w.ValueGraph(g), stride, impl, t, t.kernelSource(scope))
 	var y *Node
 	switch {
 	case poolStride > 0 && t.poolFirst && t.poolTiles && out.m > 0 && poolImpl == PoolSlices &&
