@@ -13,6 +13,8 @@ PROTOC_GEN_GO_VERSION      ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.0
 GRPCURL_VERSION            ?= v1.9.3
 GHZ_VERSION                ?= v0.120.0
+# A Python with PyTorch, for bench-torch (Debian 12's python3-torch is 1.13.1).
+PYTHON ?= python3
 BENCHTIME ?= 3x
 BENCH     ?= Variants
 PKGS      := ./...
@@ -24,7 +26,7 @@ RACE_PKGS := ./model/dataset/ ./checkpoints/ ./cmd/flowerd/ ./clients/ ./cmd/flo
 
 export FLOWERD_DATA ?= $(DATA)
 
-.PHONY: all build run test test-short e2e race bench bench-load deploy-validate study data docker lint vet fmt proto clean
+.PHONY: all build run test test-short e2e race bench bench-torch bench-load deploy-validate study data docker lint vet fmt proto clean
 
 all: lint test
 
@@ -72,6 +74,15 @@ test-short:
 ## (batch 16), training img/s (batch 32) and GFLOP/s, on $$GOMLX_BACKEND (default go).
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 60m ./model/
+
+## bench-torch: make bench's benchmark, then the same network in PyTorch on the
+## same machine (every core; the GPU if there is one), and flowerd's figures as
+## ratios to PyTorch's. Needs PyTorch: on Debian 12, `apt-get install
+## python3-torch libopenblas0-pthread`, then PYTHON=/usr/bin/python3.
+bench-torch:
+	$(GO) test -run '^$$' -bench 'Variants' -benchtime $(BENCHTIME) -timeout 60m ./model/ >bench-variants.out; \
+	rc=$$?; cat bench-variants.out; exit $$rc
+	$(PYTHON) deploy/gpu/alexnet_torch.py --flowerd bench-variants.out
 
 ## bench-load: Classify at 1, 4 and 16 concurrent clients (ghz), batching on and off.
 bench-load: build $(TOOLS)/ghz

@@ -1,10 +1,21 @@
-"""The study's AlexNet in PyTorch, for a same-card reference to flowerd's
-benchmark: classify latency at batch 1, inference img/s at batch 16,
-training img/s at batch 32 (momentum SGD, lr 0.001, momentum 0.9), fp32,
-every variant. TensorFlow's 'SAME' padding and LRN (alpha not divided by the
-window) are reproduced, so the FLOPs are flowerd's."""
+"""The study's AlexNet in PyTorch, for a same-machine (or same-card)
+reference to flowerd's benchmark: classify latency at batch 1, inference
+img/s at batch 16, training img/s at batch 32 (momentum SGD, lr 0.001,
+momentum 0.9), fp32, every variant. TensorFlow's 'SAME' padding and LRN
+(alpha not divided by the window) are reproduced, so the FLOPs are
+flowerd's.
 
+  python3 alexnet_torch.py                      # on the GPU if there is one, else every CPU core
+  python3 alexnet_torch.py --flowerd bench.out  # ... and the ratio to `make bench`'s output in bench.out
+
+On Debian 12, `apt-get install python3-torch libopenblas0-pthread` gives
+PyTorch 1.13.1 with oneDNN for the convolutions and OpenBLAS for the dense
+layers (without OpenBLAS, Debian's reference BLAS makes them slow)."""
+
+import argparse
 import math
+import os
+import re
 import time
 
 import torch
@@ -60,25 +71,67 @@ class AlexNet(nn.Module):
         return self.fc8(x)
 
 
-def timed(fn, reps, device):
+def timed(fn, reps, device, rounds=5):
+    """Seconds per call of fn: the median over rounds of reps calls each,
+    after three warm-up calls (a single round moves by 10-40% at batch 1 on
+    a shared 2-core machine)."""
     for _ in range(3):
         fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / reps
+    times = []
+    for _ in range(rounds):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) / reps)
+    return sorted(times)[len(times) // 2]
+
+
+def cpu_name():
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "cpu"
+
+
+def read_flowerd(path):
+    """{(variant, figure): value} from `go test -bench Variants` output:
+    classify-b1 in ms per batch, infer-b16 and train-b32 in img/s."""
+    figures = {}
+    for line in open(path, encoding="utf-8"):
+        m = re.match(r"BenchmarkVariants/(model\d)/(classify-b1|infer-b16|train-b32)\S*\s", line)
+        if not m:
+            continue
+        unit = "ms/batch" if m[2] == "classify-b1" else "img/s"
+        value = re.search(r"([\d.]+) " + re.escape(unit), line)
+        if value:
+            figures[(m[1], m[2])] = float(value[1])
+    return figures
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (default: every core)")
+    parser.add_argument("--flowerd", help="make bench's output, to print flowerd's figures as ratios to these")
+    args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(args.threads)
+        name = f"{cpu_name()}, {torch.get_num_threads()} threads, oneDNN {torch.backends.mkldnn.is_available()}"
+    else:
+        name = torch.cuda.get_device_name()
     print(f"torch {torch.__version__} on {name}, fp32 (TF32 off)")
+    ours = read_flowerd(args.flowerd) if args.flowerd else {}
+    rows = []
     for variant, (strides, keep) in VARIANTS.items():
         net = AlexNet(strides, keep).to(device)
         opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
@@ -86,8 +139,8 @@ def main():
         y32 = torch.randint(0, 17, (32,), device=device)
         net.eval()
         with torch.no_grad():
-            b1 = timed(lambda: net(x1), 20, device)
-            b16 = timed(lambda: net(x16), 10, device)
+            b1 = timed(lambda: net(x1), 10, device)
+            b16 = timed(lambda: net(x16), 2, device)
         net.train()
 
         def step():
@@ -95,8 +148,17 @@ def main():
             F.cross_entropy(net(x32), y32).backward()
             opt.step()
 
-        b32 = timed(step, 10, device)
+        b32 = timed(step, 2, device)
         print(f"{variant}: classify b1 {b1 * 1e3:.2f} ms, infer b16 {16 / b16:.1f} img/s, train b32 {32 / b32:.1f} img/s")
+        if all((variant, f) in ours for f in ("classify-b1", "infer-b16", "train-b32")):
+            rows.append((variant, b1 * 1e3 / ours[(variant, "classify-b1")],
+                         ours[(variant, "infer-b16")] / (16 / b16), ours[(variant, "train-b32")] / (32 / b32)))
+    if rows:
+        print("\nflowerd's speed as a ratio to PyTorch's (above 1: flowerd is faster)")
+        print("| variant | classify b1 | inference b16 | training b32 |")
+        print("|---|---|---|---|")
+        for variant, c, i, t in rows:
+            print(f"| {variant} | {c:.2f} | {i:.2f} | {t:.2f} |")
 
 
 if __name__ == "__main__":
