@@ -45,9 +45,11 @@ const (
 	tuningDropConnectBits
 	tuningPoolTiles
 	tuningServedKernels
+	tuningUpdateIdentity
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
-		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels
+		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels |
+		tuningUpdateIdentity
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.

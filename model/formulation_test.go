@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
+	gmx "github.com/gomlx/gomlx/ml/model"
 )
 
 // TestTunedNetworkAgrees checks that the go backend's faster formulations
@@ -256,5 +258,58 @@ func TestServedKernelsAgree(t *testing.T) {
 				t.Fatalf("batch %d, image %d: stored kernels predict %v; in the graph %v", n, i, got[i], want[i])
 			}
 		}
+	}
+}
+
+// TestUpdateIdentityAgrees checks that the momentum update reading the
+// dense weights through the identities of their hand-written gradients
+// (tuningUpdateIdentity) finds those identities, fc6-fc8's, and leaves
+// training bit for bit as it was: the same state after three steps.
+func TestUpdateIdentityAgrees(t *testing.T) {
+	b := testBackend(t)
+	o := Options{Classes: []string{"a", "b", "c"}, ImageSize: 67}
+	images := randomImagesOfSide(4, 67)
+	var states [2][]byte
+	for i, bits := range []int{tuningAll &^ tuningUpdateIdentity, tuningAll} {
+		m := newTunedOpts(t, b, "model1", bits, o)
+		for range 3 {
+			if _, err := m.TrainStep(context.Background(), trainBatch(images, 4, len(o.Classes)), 0.01, 0.9); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var buf bytes.Buffer
+		if err := m.WriteState(&buf); err != nil {
+			t.Fatal(err)
+		}
+		states[i] = buf.Bytes()
+	}
+	if !bytes.Equal(states[0], states[1]) {
+		t.Errorf("state after 3 steps differs with the update reading through the identities")
+	}
+
+	m := newTunedOpts(t, b, "model1", tuningAll, o)
+	var got []string
+	exec, err := gmx.NewExec(b.b, m.store, func(scope *gmx.Scope, x *Node) *Node {
+		g := x.Graph()
+		logits := AlexNet(scope, x, true)
+		vars, params := trainableNodes(scope, g)
+		Gradient(ReduceAllSum(logits), params...)
+		wrapped := wrappingIdentities(g, params)
+		for i, p := range params {
+			if _, ok := wrapped[p]; ok {
+				got = append(got, vars[i].Path())
+			}
+		}
+		return ReduceAllSum(logits)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.Compile(m.inputShape(2)); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if want := []string{"/fc6/weights", "/fc7/weights", "/fc8/weights"}; !slices.Equal(got, want) {
+		t.Errorf("weights read through their gradient's identity: %q; want %q", got, want)
 	}
 }
