@@ -46,10 +46,11 @@ const (
 	tuningPoolTiles
 	tuningServedKernels
 	tuningUpdateIdentity
+	tuningPoolTilesPadded
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
 		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels |
-		tuningUpdateIdentity
+		tuningUpdateIdentity | tuningPoolTilesPadded
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -119,6 +120,7 @@ func alexNet(scope *gmx.Scope, images *Node, training, record bool) *Node {
 			poolFirst:            bits&tuningPoolFirst != 0,
 			dropConnectBits:      bits&tuningDropConnectBits != 0,
 			poolTiles:            bits&tuningPoolTiles != 0,
+			poolTilesPadded:      !training && bits&tuningPoolTilesPadded != 0,
 		}
 		switch {
 		case record:

@@ -109,6 +109,9 @@ type tuning struct {
 	// dropConnectBits: DropConnect's keep-0.5 training mask comes from
 	// halfMask.
 	dropConnectBits bool
+	// poolTilesPadded (inference only): so does one that pads, see
+	// maxPool3Tiles.
+	poolTilesPadded bool
 	// poolTiles: a pool that needs no padding reads Winograd's tiles
 	// directly, see maxPool3Tiles.
 	poolTiles bool
@@ -603,15 +606,16 @@ func poolReadsTiles(out convOut, s int) bool {
 // pixels first moves the whole map (conv1's 57x57x96 per image), where this
 // transposes only the pooled map, a ninth of it at stride 3. It pools rows,
 // then columns (tilePoolPass), each giving the pooled values grouped by
-// their index modulo G, then interleaves the G x G groups.
+// their index modulo G, then interleaves the G x G groups. A pool that pads
+// is for inference: its gradient is GoMLX's (see tilePoolPass).
 func maxPool3Tiles(out convOut, stride int, customGrad bool) *Node {
 	d := out.y.Shape().Dimensions
 	n, c := d[2], d[5]
-	_, _, oh := samePadding(out.oh, 3, stride)
-	_, _, ow := samePadding(out.ow, 3, stride)
+	ph, _, oh := samePadding(out.oh, 3, stride)
+	pw, _, ow := samePadding(out.ow, 3, stride)
 	// [dy, dx, n, ti, tj, c] -> rows [e, dx, n, k, tj, c] -> [e2, e, n, k, k2, c].
-	y := tilePoolPass(out.y, 0, 3, out.m, stride, out.oh, customGrad)
-	y = tilePoolPass(y, 1, 4, out.m, stride, out.ow, customGrad)
+	y := tilePoolPass(out.y, 0, 3, out.m, stride, out.oh, ph, customGrad)
+	y = tilePoolPass(y, 1, 4, out.m, stride, out.ow, pw, customGrad)
 	g, kh, kw := y.Shape().Dimensions[0], y.Shape().Dimensions[3], y.Shape().Dimensions[4]
 	// -> [n, k, e, k2, e2, c]: pooled row G·k+e, column G·k2+e2.
 	y = TransposeAllAxes(y, 2, 3, 1, 4, 0, 5)
@@ -620,19 +624,22 @@ func maxPool3Tiles(out convOut, stride int, customGrad bool) *Node {
 
 // tilePoolPass max-pools one spatial axis of a map in Winograd's tile
 // layout, where pixel t·m+j of that axis lies at index j of axis a and t of
-// axis b (a < b), with a 3-wide window of stride s (3 here) that needs no
-// padding over its size pixels. Pooled pixel i reads pixels s·i+δ, δ < 3.
-// Grouped by e = i mod G, G = lcm(s, m)/s, they are i = G·k+e, pixels
-// u+lcm·k with u = s·e+δ: index u mod m of axis a and u/m + (lcm/m)·k of
-// axis b, a strided slice. The result stacks the groups: [G, x's axes but
-// a, axis b now K = ceil(out/G) long], pooled pixel G·k+e at [e, ..., k,
-// ...], zeros past the last.
+// axis b (a < b), with a 3-wide window of stride s over its size pixels,
+// 'SAME'-padded with pad pixels before. Pooled pixel i reads pixels
+// s·i+δ-pad, δ < 3. Grouped by e = i mod G, G = lcm(s, m)/s, they are i =
+// G·k+e, pixels u+lcm·k with u = s·e+δ-pad: index u mod m of axis a and
+// u/m + (lcm/m)·k of axis b, a strided slice. The pixels before 0 and from
+// size on (the tiles' rows past the output, made from zeros) are padding,
+// the lowest float32, which never wins. The result stacks the groups: [G,
+// x's axes but a, axis b now K = ceil(out/G) long], pooled pixel G·k+e at
+// [e, ..., k, ...], zeros past the last.
 //
-// With customGrad (and s = 3: the windows then tile the axis, so every
-// pixel is read by one slice) the gradient puts each slice's share back by
-// concatenation; GoMLX's pads each of the 3·G slices to the whole map and
-// adds them, which made training slower than transposing to pixels first.
-func tilePoolPass(x *Node, a, b, m, s, size int, customGrad bool) *Node {
+// With customGrad (and s = 3 and no padding: the windows then tile the
+// axis, so every pixel is read by one slice) the gradient puts each
+// slice's share back by concatenation; GoMLX's pads each of the 3·G slices
+// to the whole map and adds them, which made training slower than
+// transposing to pixels first.
+func tilePoolPass(x *Node, a, b, m, s, size, pad int, customGrad bool) *Node {
 	const window = 3
 	dims := x.Shape().Dimensions
 	_, _, out := samePadding(size, window, s)
@@ -645,34 +652,57 @@ func tilePoolPass(x *Node, a, b, m, s, size int, customGrad bool) *Node {
 	sliceDims[b-1] = k
 	zeros := Zeros(x.Graph(), shapes.Make(x.DType(), sliceDims...))
 	slice := func(x *Node, u, e int) *Node {
-		if count(e) == 0 {
+		n := count(e)
+		if n == 0 {
 			return zeros
 		}
-		specs := make([]SliceAxisSpec, len(dims))
-		for i := range specs {
-			specs[i] = AxisRange()
+		// Pixels u+l·k for k in [k0, k1) are in the map; the rest pad.
+		k0, k1 := 0, n
+		if u < 0 {
+			k0 = (-u + l - 1) / l
 		}
-		specs[a] = AxisRange(u%m, u%m+1)
-		specs[b] = stridedRange(u/m, count(e), tileStep)
+		if last := u + l*(n-1); last >= size {
+			k1 = max(k0, (size-u+l-1)/l)
+		}
 		d := slices.Clone(sliceDims)
-		d[b-1] = count(e)
-		return padAxisEnd(Reshape(Slice(x, specs...), d...), b-1, k-count(e))
+		var y *Node
+		if k1 > k0 {
+			p := u + l*k0
+			specs := make([]SliceAxisSpec, len(dims))
+			for i := range specs {
+				specs[i] = AxisRange()
+			}
+			specs[a] = AxisRange(p%m, p%m+1)
+			specs[b] = stridedRange(p/m, k1-k0, tileStep)
+			d[b-1] = k1 - k0
+			y = Reshape(Slice(x, specs...), d...)
+		}
+		if k0 > 0 || k1 < n {
+			d[b-1] = n
+			lowest := BroadcastToDims(Scalar(x.Graph(), x.DType(), -math.MaxFloat32), d...)
+			if y == nil {
+				y = lowest
+			} else {
+				y = padAxes(y, [2]int{b - 1, b - 1}, [2][2]int{{k0, n - k1}, {0, 0}}, -math.MaxFloat32)
+			}
+		}
+		return padAxisEnd(y, b-1, k-n)
 	}
-	// taps[e][δ] is the slice of pixels s·e+δ; pairs[e] the max of the first two.
+	// taps[e][δ] is the slice of pixels s·e+δ-pad; pairs[e] the max of the first two.
 	taps := make([][window]*Node, groups)
 	pairs := make([]*Node, groups)
 	forward := func(in []*Node) *Node {
 		pooled := make([]*Node, groups)
 		for e := range groups {
 			for dd := range window {
-				taps[e][dd] = slice(in[0], s*e+dd, e)
+				taps[e][dd] = slice(in[0], s*e+dd-pad, e)
 			}
 			pairs[e] = Max(taps[e][0], taps[e][1])
 			pooled[e] = InsertAxes(Max(pairs[e], taps[e][2]), 0)
 		}
 		return Concatenate(pooled, 0)
 	}
-	if !customGrad || s != window {
+	if !customGrad || s != window || pad > 0 || (out-1)*s+window > size {
 		return forward([]*Node{x})
 	}
 	return withVJP([]*Node{x}, forward, func(_ []*Node, _, v *Node) []*Node {
@@ -838,7 +868,7 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride in
 	var y *Node
 	switch {
 	case poolStride > 0 && t.poolFirst && t.poolTiles && out.m > 0 && poolImpl == PoolSlices &&
-		poolReadsTiles(out, poolStride):
+		(poolReadsTiles(out, poolStride) || t.poolTilesPadded):
 		y = maxPool3Tiles(out, poolStride, t.customGrad)
 	default:
 		y = cropSpatial(out.pixels(), out.oh, out.ow)
