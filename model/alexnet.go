@@ -120,7 +120,7 @@ func alexNet(scope *gmx.Scope, images *Node, training, record bool) *Node {
 			poolFirst:            bits&tuningPoolFirst != 0,
 			dropConnectBits:      bits&tuningDropConnectBits != 0,
 			poolTiles:            bits&tuningPoolTiles != 0,
-			poolTilesPadded:      !training && bits&tuningPoolTilesPadded != 0,
+			poolTilesPadded:      bits&tuningPoolTilesPadded != 0,
 		}
 		switch {
 		case record:

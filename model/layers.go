@@ -109,8 +109,7 @@ type tuning struct {
 	// dropConnectBits: DropConnect's keep-0.5 training mask comes from
 	// halfMask.
 	dropConnectBits bool
-	// poolTilesPadded (inference only): so does one that pads, see
-	// maxPool3Tiles.
+	// poolTilesPadded: so does one that pads, see maxPool3Tiles.
 	poolTilesPadded bool
 	// poolTiles: a pool that needs no padding reads Winograd's tiles
 	// directly, see maxPool3Tiles.
@@ -606,8 +605,7 @@ func poolReadsTiles(out convOut, s int) bool {
 // pixels first moves the whole map (conv1's 57x57x96 per image), where this
 // transposes only the pooled map, a ninth of it at stride 3. It pools rows,
 // then columns (tilePoolPass), each giving the pooled values grouped by
-// their index modulo G, then interleaves the G x G groups. A pool that pads
-// is for inference: its gradient is GoMLX's (see tilePoolPass).
+// their index modulo G, then interleaves the G x G groups.
 func maxPool3Tiles(out convOut, stride int, customGrad bool) *Node {
 	d := out.y.Shape().Dimensions
 	n, c := d[2], d[5]
@@ -634,11 +632,10 @@ func maxPool3Tiles(out convOut, stride int, customGrad bool) *Node {
 // x's axes but a, axis b now K = ceil(out/G) long], pooled pixel G·k+e at
 // [e, ..., k, ...], zeros past the last.
 //
-// With customGrad (and s = 3 and no padding: the windows then tile the
-// axis, so every pixel is read by one slice) the gradient puts each
-// slice's share back by concatenation; GoMLX's pads each of the 3·G slices
-// to the whole map and adds them, which made training slower than
-// transposing to pixels first.
+// With customGrad the gradient puts each slice's share back by
+// concatenation, adding the two that read a pixel where stride-2 windows
+// overlap; GoMLX's pads each of the 3·G slices to the whole map and adds
+// them, which made training slower than transposing to pixels first.
 func tilePoolPass(x *Node, a, b, m, s, size, pad int, customGrad bool) *Node {
 	const window = 3
 	dims := x.Shape().Dimensions
@@ -651,19 +648,24 @@ func tilePoolPass(x *Node, a, b, m, s, size, pad int, customGrad bool) *Node {
 	sliceDims := slices.Delete(slices.Clone(dims), a, a+1)
 	sliceDims[b-1] = k
 	zeros := Zeros(x.Graph(), shapes.Make(x.DType(), sliceDims...))
-	slice := func(x *Node, u, e int) *Node {
-		n := count(e)
-		if n == 0 {
-			return zeros
-		}
-		// Pixels u+l·k for k in [k0, k1) are in the map; the rest pad.
-		k0, k1 := 0, n
+	// span is the k in [k0, k1) whose pixel u+l·k, of n, is in the map; the
+	// rest pad.
+	span := func(u, n int) (k0, k1 int) {
+		k0, k1 = 0, n
 		if u < 0 {
 			k0 = (-u + l - 1) / l
 		}
 		if last := u + l*(n-1); last >= size {
 			k1 = max(k0, (size-u+l-1)/l)
 		}
+		return k0, k1
+	}
+	slice := func(x *Node, u, e int) *Node {
+		n := count(e)
+		if n == 0 {
+			return zeros
+		}
+		k0, k1 := span(u, n)
 		d := slices.Clone(sliceDims)
 		var y *Node
 		if k1 > k0 {
@@ -702,36 +704,72 @@ func tilePoolPass(x *Node, a, b, m, s, size, pad int, customGrad bool) *Node {
 		}
 		return Concatenate(pooled, 0)
 	}
-	if !customGrad || s != window || pad > 0 || (out-1)*s+window > size {
+	if !customGrad {
 		return forward([]*Node{x})
 	}
 	return withVJP([]*Node{x}, forward, func(_ []*Node, _, v *Node) []*Node {
-		// Each tap's adjoint, routed as maxVJP routes it.
-		grads := make(map[int]*Node, l)
+		// Each tap's adjoint, routed as maxVJP routes it, goes to the
+		// pixels it read: tap u reads pixel u+l·k = ρ+l·(k+σ) for k in
+		// span, ρ = u mod l, σ = ⌊u/l⌋ (-1, 0 or 1). res[ρ] sums, over
+		// the taps of residue ρ (two where the windows overlap, at stride
+		// 2), the adjoint of pixels ρ+l·k', k' < kr.
+		kr := k + 1
+		res := make([]*Node, l)
 		zero := ScalarZero(v.Graph(), v.DType())
+		add := func(u, e int, adj *Node) {
+			k0, k1 := span(u, count(e))
+			if k1 <= k0 {
+				return
+			}
+			rho, sigma := (u%l+l)%l, 0
+			if u < 0 {
+				sigma = -1
+			} else if u >= l {
+				sigma = u / l
+			}
+			specs := make([]SliceAxisSpec, len(sliceDims))
+			for i := range specs {
+				specs[i] = AxisRange()
+			}
+			specs[b-1] = AxisRange(k0, k1)
+			part := padAxes(Slice(adj, specs...), [2]int{b - 1, b - 1}, [2][2]int{{k0 + sigma, kr - k1 - sigma}, {0, 0}}, 0)
+			if res[rho] == nil {
+				res[rho] = part
+			} else {
+				res[rho] = Add(res[rho], part)
+			}
+		}
 		for e := range groups {
 			ve := Reshape(Slice(v, AxisRange(e, e+1)), sliceDims...)
 			dPair := Where(GreaterOrEqual(pairs[e], taps[e][2]), ve, zero)
 			d0 := Where(GreaterOrEqual(taps[e][0], taps[e][1]), dPair, zero)
-			grads[s*e], grads[s*e+1], grads[s*e+2] = d0, Sub(dPair, d0), Sub(ve, dPair)
+			for dd, adj := range []*Node{d0, Sub(dPair, d0), Sub(ve, dPair)} {
+				add(s*e+dd-pad, e, adj)
+			}
 		}
-		// Pixel u+lcm·k is index u mod m of axis a and (u/m) + tileStep·k of
-		// axis b: stack the m of each u/m on axis a, then interleave the
+		resDims := slices.Clone(sliceDims)
+		resDims[b-1] = kr
+		// Pixel ρ+l·k' is index ρ mod m of axis a and ρ/m + tileStep·k' of
+		// axis b: stack the m of each ρ/m on axis a, then interleave the
 		// tileStep of those on axis b.
-		withA := slices.Insert(slices.Clone(sliceDims), a, 1)
+		withA := slices.Insert(slices.Clone(resDims), a, 1)
 		steps := make([]*Node, tileStep)
 		for q := range tileStep {
 			rows := make([]*Node, m)
 			for j := range m {
-				rows[j] = Reshape(grads[q*m+j], withA...)
+				r := res[q*m+j]
+				if r == nil {
+					r = Zeros(v.Graph(), shapes.Make(v.DType(), resDims...))
+				}
+				rows[j] = Reshape(r, withA...)
 			}
 			steps[q] = InsertAxes(Concatenate(rows, a), b+1)
 		}
 		dx := Concatenate(steps, b+1)
 		merged := slices.Clone(dims)
-		merged[b] = k * tileStep
+		merged[b] = kr * tileStep
 		dx = Reshape(dx, merged...)
-		if k*tileStep > dims[b] {
+		if kr*tileStep > dims[b] {
 			specs := make([]SliceAxisSpec, len(dims))
 			for i := range specs {
 				specs[i] = AxisRange()

@@ -503,11 +503,11 @@ func TestMaxPoolTilesAgrees(t *testing.T) {
 }
 
 // TestMaxPoolTilesPaddedAgrees checks maxPool3Tiles on pools that pad (a
-// stride-2 pool, or a stride-3 one on sides that are not 3k), as inference
-// uses them: the same values as the pixel pool bit for bit, padding before
-// and after, on F(4x4) and F(2x2) tiles whose last rows are past the
-// output (garbage a pool must not read), and GoMLX's gradient through it
-// the same too.
+// stride-2 pool, or a stride-3 one on sides that are not 3k): the same
+// values as the pixel pool bit for bit, padding before and after, on F(4x4)
+// and F(2x2) tiles whose last rows are past the output (garbage a pool must
+// not read), and the same gradient, GoMLX's and the hand-written one (at
+// stride 2 a pixel can be the maximum of two windows).
 func TestMaxPoolTilesPaddedAgrees(t *testing.T) {
 	r := rand.New(rand.NewPCG(23, 24))
 	for _, tc := range []struct{ m, h, w, s int }{
@@ -517,7 +517,12 @@ func TestMaxPoolTilesPaddedAgrees(t *testing.T) {
 		n, c := 2, 3
 		th, tw := (tc.h+tc.m-1)/tc.m, (tc.w+tc.m-1)/tc.m
 		dims := []int{tc.m, tc.m, n, th, tw, c}
+		// Few distinct values, so that windows tie and overlapping windows
+		// share their maximum.
 		x := randomValues(r, tc.m*tc.m*n*th*tw*c)
+		for i := range x {
+			x[i] = math.Round(x[i] * 2)
+		}
 		out := func(y *Node) convOut { return convOut{y, tc.h, tc.w, tc.m} }
 		if poolReadsTiles(out(nil), tc.s) {
 			t.Fatalf("%+v: a stride-%d pool of it does not pad", tc, tc.s)
@@ -526,16 +531,18 @@ func TestMaxPoolTilesPaddedAgrees(t *testing.T) {
 		_, _, ow := samePadding(tc.w, 3, tc.s)
 		pooled := []int{n, oh, ow, c}
 		w := randomValues(r, n*oh*ow*c)
-		y0, dx0, _ := valueAndGrads(t, func(y, w *Node) *Node {
-			return Mul(maxPool3(cropSpatial(out(y).pixels(), tc.h, tc.w), tc.s, PoolSlices, tuning{}), w)
-		}, x, dims, w, pooled)
-		y1, dx1, _ := valueAndGrads(t, func(y, w *Node) *Node { return Mul(maxPool3Tiles(out(y), tc.s, false), w) }, x, dims, w, pooled)
-		for name, pair := range map[string][2][]float64{"value": {y1, y0}, "gradient": {dx1, dx0}} {
-			got, want := pair[0], pair[1]
-			for i := range want {
-				if got[i] != want[i] {
-					t.Errorf("%+v: %s %d: tiles pool %v, pixel pool %v", tc, name, i, got[i], want[i])
-					break
+		for _, custom := range []bool{false, true} {
+			y0, dx0, _ := valueAndGrads(t, func(y, w *Node) *Node {
+				return Mul(maxPool3(cropSpatial(out(y).pixels(), tc.h, tc.w), tc.s, PoolSlices, tuning{customGrad: custom}), w)
+			}, x, dims, w, pooled)
+			y1, dx1, _ := valueAndGrads(t, func(y, w *Node) *Node { return Mul(maxPool3Tiles(out(y), tc.s, custom), w) }, x, dims, w, pooled)
+			for name, pair := range map[string][2][]float64{"value": {y1, y0}, "gradient": {dx1, dx0}} {
+				got, want := pair[0], pair[1]
+				for i := range want {
+					if got[i] != want[i] {
+						t.Errorf("%+v, customGrad %v: %s %d: tiles pool %v, pixel pool %v", tc, custom, name, i, got[i], want[i])
+						break
+					}
 				}
 			}
 		}
