@@ -37,14 +37,7 @@ func TestTunedNetworkAgrees(t *testing.T) {
 	for _, name := range []string{"model1", "model5"} {
 		plain := newTunedOpts(t, b, name, 0, Options{})
 		tuned := newTunedOpts(t, b, name, tuningAll, Options{})
-		want, err := plain.Predict(context.Background(), images, n)
-		if err != nil {
-			t.Fatalf("%s, straightforward: Predict = %v", name, err)
-		}
-		got, err := tuned.Predict(context.Background(), images, n)
-		if err != nil {
-			t.Fatalf("%s, tuned: Predict = %v", name, err)
-		}
+		want, got := predictBoth(t, plain, tuned, images, n)
 		for i := range want {
 			for c := range want[i] {
 				if d := math.Abs(float64(got[i][c] - want[i][c])); d > 1e-4 {
@@ -53,6 +46,20 @@ func TestTunedNetworkAgrees(t *testing.T) {
 			}
 		}
 	}
+}
+
+// predictBoth is the class probabilities a and b predict for the same n
+// images.
+func predictBoth(t *testing.T, a, b *Model, images []float32, n int) (pa, pb [][]float32) {
+	t.Helper()
+	var err error
+	if pa, err = a.Predict(context.Background(), images, n); err != nil {
+		t.Fatalf("batch of %d, first model: Predict = %v", n, err)
+	}
+	if pb, err = b.Predict(context.Background(), images, n); err != nil {
+		t.Fatalf("batch of %d, second model: Predict = %v", n, err)
+	}
+	return pa, pb
 }
 
 // TestPoolFirstAgrees checks that pooling before a convolution's bias and
@@ -245,14 +252,7 @@ func TestServedKernelsAgree(t *testing.T) {
 	}
 	for _, n := range []int{1, 16} {
 		images := randomImages(n)
-		want, err := inGraph.Predict(context.Background(), images, n)
-		if err != nil {
-			t.Fatalf("batch %d, kernels transformed in the graph: Predict = %v", n, err)
-		}
-		got, err := stored.Predict(context.Background(), images, n)
-		if err != nil {
-			t.Fatalf("batch %d, stored kernels: Predict = %v", n, err)
-		}
+		want, got := predictBoth(t, inGraph, stored, images, n)
 		for i := range want {
 			if !slices.Equal(got[i], want[i]) {
 				t.Fatalf("batch %d, image %d: stored kernels predict %v; in the graph %v", n, i, got[i], want[i])
