@@ -109,11 +109,11 @@ type tuning struct {
 	// dropConnectBits: DropConnect's keep-0.5 training mask comes from
 	// halfMask.
 	dropConnectBits bool
-	// poolTilesPadded: so does one that pads, see maxPool3Tiles.
-	poolTilesPadded bool
 	// poolTiles: a pool that needs no padding reads Winograd's tiles
 	// directly, see maxPool3Tiles.
 	poolTiles bool
+	// poolTilesPadded: so does one that pads, see maxPool3Tiles.
+	poolTilesPadded bool
 	// tileGrad: with customGrad, Winograd's input tiles are differentiated
 	// by overlap-add, see winogradTiles.
 	tileGrad bool
@@ -121,7 +121,7 @@ type tuning struct {
 	// output by keep instead of its weights, see denseLayer.
 	dropConnectOut bool
 	// kernels: where Winograd's transformed kernels come from, see
-	// tuning.kernelSource.
+	// tuning.kernelsFor.
 	kernels kernelMode
 }
 
@@ -146,9 +146,9 @@ const (
 // a training store, where they would go stale at the next step.
 func winogradKernelName(m int) string { return fmt.Sprintf("winograd_kernel_m%d", m) }
 
-// kernelSource is where the convolution in scope gets its transformed
+// kernelsFor is where the convolution in scope gets its transformed
 // kernels, as t.kernels says.
-func (t tuning) kernelSource(scope *gmx.Scope) kernelSource {
+func (t tuning) kernelsFor(scope *gmx.Scope) kernelSource {
 	switch t.kernels {
 	case kernelsStored:
 		return func(kernel *Node, m int) *Node {
@@ -721,12 +721,8 @@ func tilePoolPass(x *Node, a, b, m, s, size, pad int, customGrad bool) *Node {
 			if k1 <= k0 {
 				return
 			}
-			rho, sigma := (u%l+l)%l, 0
-			if u < 0 {
-				sigma = -1
-			} else if u >= l {
-				sigma = u / l
-			}
+			sigma := (u+l)/l - 1 // ⌊u/l⌋ for u >= -l
+			rho := u - l*sigma
 			specs := make([]SliceAxisSpec, len(sliceDims))
 			for i := range specs {
 				specs[i] = AxisRange()
@@ -902,7 +898,7 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride in
 	w := variable(scope, "weights", shapes.Make(dtypes.Float32, kernel, kernel, cin, filters), uniformScaling(kernel*kernel*cin))
 	b := variable(scope, "biases", shapes.Make(dtypes.Float32, filters), nil)
 	g := x.Graph()
-	out := conv2DUncut(x, w.ValueGraph(g), stride, impl, t, t.kernelSource(scope))
+	out := conv2DUncut(x, w.ValueGraph(g), stride, impl, t, t.kernelsFor(scope))
 	var y *Node
 	switch {
 	case poolStride > 0 && t.poolFirst && t.poolTiles && out.m > 0 && poolImpl == PoolSlices &&
