@@ -397,8 +397,9 @@ func (m *Model) publishLocked(version int64) error {
 // Winograd-transformed kernels that inference at batch 1 uses, so that its
 // graphs read them instead of transforming every kernel at every call (on
 // the go backend, 28% of model2's batch-1 classify). Larger batches read
-// those of the same tile size and compute the rest, which weigh little
-// there (4% of model2's batch 16). Only a served store gets them: its
+// those of the same tile size and compute the rest (conv3-5's F(4x4)
+// forms: 6% of model2's batch 16, 3% of model1's, where storing them too
+// would cost 50 MB more per variant). Only a served store gets them: its
 // weights never change. It costs, per variant, about twice the conv
 // kernels' size (29 MB).
 func (m *Model) transformKernels(store *gmx.Store) error {
