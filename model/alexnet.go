@@ -95,7 +95,7 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 // alexNet is AlexNet; with record set (inference only), each Winograd
 // convolution also stores its transformed kernel in its scope, for the
 // inference graphs built later on the same store (see
-// Model.transformKernels).
+// Model.transformKernels), and it stops after the convolutions.
 func alexNet(scope *gmx.Scope, images *Node, training, record bool) *Node {
 	strides := gmx.GetParamOr(scope, ParamPoolStrides, []int{2, 2, 2})
 	reg := Regularization(gmx.GetParamOr(scope, ParamRegularization, string(Dropout)))
@@ -140,6 +140,11 @@ func alexNet(scope *gmx.Scope, images *Node, training, record bool) *Node {
 	x = convLayer(scope.In("conv4"), x, 384, 3, 1, 0, convImpl, poolImpl, t)
 	x = convLayer(scope.In("conv5"), x, 256, 3, 1, strides[2], convImpl, poolImpl, t)
 	x = localResponseNorm(x, lrnGrad)
+	if record {
+		// The transformed kernels are all stored; reading the dense
+		// layers' weights would only make the graph take them as inputs.
+		return x
+	}
 
 	batch := x.Shape().Dimensions[0]
 	x = Reshape(x, batch, x.Shape().Size()/batch)

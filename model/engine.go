@@ -406,13 +406,13 @@ func (m *Model) transformKernels(store *gmx.Store) error {
 	if m.opts.ConvImpl != ConvIm2col || gmx.GetParamOr(m.store.RootScope(), paramTuning, tuningAll)&tuningServedKernels == 0 {
 		return nil
 	}
-	// The graph's work is the variables it sets: the network is built on a
-	// batch-1 input for its shapes, and the backend runs only what the
-	// variables and the output need. The output, a max over the input, is
-	// made last on purpose: the go backend (compute v0.1.2) sizes an
-	// execution by its outputs' highest node index, and a parameter made
-	// after all of them (here the dense layers' weights, which the graph
-	// reads but does not need) is then out of range, a runtime panic.
+	// The graph's work is the variables it sets: the convolutions are
+	// built on a batch-1 input for their shapes, and the backend runs only
+	// what the variables and the output need. The output, a max over the
+	// input, is made last on purpose: the go backend (compute v0.1.2) sizes
+	// an execution by its outputs' highest node index, and a parameter made
+	// after all of them (here conv5's biases, which the graph reads but does
+	// not need) is then out of range, a runtime panic.
 	exec, err := gmx.NewExec(m.backend.b, store, func(scope *gmx.Scope, images *Node) *Node {
 		alexNet(scope, images, false, true)
 		return ReduceAllMax(images)
