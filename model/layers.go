@@ -77,6 +77,16 @@ func padAxes(x *Node, axes [2]int, pad [2][2]int, value float64) *Node {
 	return x
 }
 
+// wholeAxes is the slice specs of every element of a rank-axis tensor, to
+// change some of.
+func wholeAxes(rank int) []SliceAxisSpec {
+	specs := make([]SliceAxisSpec, rank)
+	for i := range specs {
+		specs[i] = AxisRange()
+	}
+	return specs
+}
+
 // stridedRange selects count elements starting at start, stride apart.
 func stridedRange(start, count, stride int) SliceAxisSpec {
 	return AxisRange(start, start+(count-1)*stride+1).Stride(stride)
@@ -670,10 +680,7 @@ func tilePoolPass(x *Node, a, b, m, s, size, pad int, customGrad bool) *Node {
 		var y *Node
 		if k1 > k0 {
 			p := u + l*k0
-			specs := make([]SliceAxisSpec, len(dims))
-			for i := range specs {
-				specs[i] = AxisRange()
-			}
+			specs := wholeAxes(len(dims))
 			specs[a] = AxisRange(p%m, p%m+1)
 			specs[b] = stridedRange(p/m, k1-k0, tileStep)
 			d[b-1] = k1 - k0
@@ -723,10 +730,7 @@ func tilePoolPass(x *Node, a, b, m, s, size, pad int, customGrad bool) *Node {
 			}
 			sigma := (u+l)/l - 1 // ⌊u/l⌋ for u >= -l
 			rho := u - l*sigma
-			specs := make([]SliceAxisSpec, len(sliceDims))
-			for i := range specs {
-				specs[i] = AxisRange()
-			}
+			specs := wholeAxes(len(sliceDims))
 			specs[b-1] = AxisRange(k0, k1)
 			part := padAxes(Slice(adj, specs...), [2]int{b - 1, b - 1}, [2][2]int{{k0 + sigma, kr - k1 - sigma}, {0, 0}}, 0)
 			if res[rho] == nil {
@@ -766,10 +770,7 @@ func tilePoolPass(x *Node, a, b, m, s, size, pad int, customGrad bool) *Node {
 		merged[b] = kr * tileStep
 		dx = Reshape(dx, merged...)
 		if kr*tileStep > dims[b] {
-			specs := make([]SliceAxisSpec, len(dims))
-			for i := range specs {
-				specs[i] = AxisRange()
-			}
+			specs := wholeAxes(len(dims))
 			specs[b] = AxisRange(0, dims[b])
 			dx = Slice(dx, specs...)
 		}
