@@ -47,10 +47,11 @@ const (
 	tuningServedKernels
 	tuningUpdateIdentity
 	tuningPoolTilesPadded
+	tuningEyeTranspose
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
 		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels |
-		tuningUpdateIdentity | tuningPoolTilesPadded
+		tuningUpdateIdentity | tuningPoolTilesPadded | tuningEyeTranspose
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -121,6 +122,7 @@ func alexNet(scope *gmx.Scope, images *Node, training, record bool) *Node {
 			dropConnectBits:      bits&tuningDropConnectBits != 0,
 			poolTiles:            bits&tuningPoolTiles != 0,
 			poolTilesPadded:      bits&tuningPoolTilesPadded != 0,
+			eyeTranspose:         bits&tuningEyeTranspose != 0,
 		}
 		switch {
 		case record:

@@ -127,6 +127,9 @@ type tuning struct {
 	// tileGrad: with customGrad, Winograd's input tiles are differentiated
 	// by overlap-add, see winogradTiles.
 	tileGrad bool
+	// eyeTranspose: with customGrad, a matmul's gradient transposes its
+	// narrow operands by a product with the identity, see swapLast.
+	eyeTranspose bool
 	// dropConnectOut: DropConnect's inference scales the dense layer's
 	// output by keep instead of its weights, see denseLayer.
 	dropConnectOut bool
@@ -271,11 +274,11 @@ func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning, src kernelS
 	// Winograd pays once there are enough tiles to fill its matmuls.
 	if m := t.winogradTile(kh, dims[0], h, w); m > 0 && stride == 1 && kh == kw {
 		u := src.transformed(kernel, m, t.customGrad)
-		return convOut{winogradSame(x, u, m, kh, t.customGrad, t.tileGrad), oh, ow, m}
+		return convOut{winogradSame(x, u, m, kh, t), oh, ow, m}
 	}
 	if stride == 1 || !t.spaceToDepth {
 		xp := padSpatial(x, [2]int{ph0, ph1}, [2]int{pw0, pw1}, 0)
-		return pixels(im2colConv(xp, kernel, stride, oh, ow, t.customGrad))
+		return pixels(im2colConv(xp, kernel, stride, oh, ow, t))
 	}
 	// Space-to-depth: with s = stride, pad the input to s*(out+k'-1) pixels,
 	// k' = ceil(k/s), and fold every s x s block into the channels, (row,
@@ -291,9 +294,9 @@ func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning, src kernelS
 	// The stride-1 convolution left is Winograd's too when it has the tiles.
 	if m := t.winogradTile(kph, dims[0], oh, ow); m > 0 && t.spaceToDepthWinograd && kph == kpw {
 		u := src.transformed(ks, m, t.customGrad)
-		return convOut{winogradValid(xs, u, m, kph, oh, ow, t.customGrad, t.tileGrad), oh, ow, m}
+		return convOut{winogradValid(xs, u, m, kph, oh, ow, t), oh, ow, m}
 	}
-	return pixels(im2colConv(xs, ks, 1, oh, ow, t.customGrad))
+	return pixels(im2colConv(xs, ks, 1, oh, ow, t))
 }
 
 // spaceToDepth folds each s x s block of an NHWC tensor (sides multiples of
@@ -409,13 +412,13 @@ func kron(m [][]float64) [][]float64 {
 //	M[t] = V[t]·U[t] for each of the a tile positions t: [a, P, cout]
 //	Y = (Aᵀ⊗Aᵀ)·M   [m², P·cout], scattered back to the m x m output pixels.
 //
-// tileGrad (with customGrad) differentiates the gather by overlap-add, see
-// winogradTiles.
-func winogradConv(x, kernel *Node, m int, customGrad, tileGrad bool) *Node {
+// Of t it reads customGrad, tileGrad (with customGrad, the gather is
+// differentiated by overlap-add, see winogradTiles) and eyeTranspose.
+func winogradConv(x, kernel *Node, m int, t tuning) *Node {
 	d := x.Shape().Dimensions
 	r := kernel.Shape().Dimensions[0]
-	u := winogradKernel(kernel, m, customGrad)
-	out := convOut{winogradSame(x, u, m, r, customGrad, tileGrad), d[1], d[2], m}
+	u := winogradKernel(kernel, m, t.customGrad)
+	out := convOut{winogradSame(x, u, m, r, t), d[1], d[2], m}
 	return cropSpatial(out.pixels(), d[1], d[2])
 }
 
@@ -434,7 +437,7 @@ func winogradKernel(kernel *Node, m int, customGrad bool) *Node {
 
 // winogradSame is winogradConv in the tile layout, uncut (see convOut), for
 // an r x r kernel transformed as winogradKernel does.
-func winogradSame(x, u *Node, m, r int, customGrad, tileGrad bool) *Node {
+func winogradSame(x, u *Node, m, r int, t tuning) *Node {
 	d := x.Shape().Dimensions
 	h, w := d[1], d[2]
 	side := m + r - 1
@@ -442,7 +445,7 @@ func winogradSame(x, u *Node, m, r int, customGrad, tileGrad bool) *Node {
 	// 'SAME' padding before, and after enough for every tile.
 	pad := (r - 1) / 2
 	xp := padSpatial(x, [2]int{pad, m*(th-1) + side - h - pad}, [2]int{pad, m*(tw-1) + side - w - pad}, 0)
-	return winogradValid(xp, u, m, r, h, w, customGrad, tileGrad)
+	return winogradValid(xp, u, m, r, h, w, t)
 }
 
 // winogradValid is winogradConv's 'VALID' convolution of an already padded
@@ -451,7 +454,7 @@ func winogradSame(x, u *Node, m, r int, customGrad, tileGrad bool) *Node {
 // convOut): [m, m, n, ceil(oh/m), ceil(ow/m), cout]. xp's sides are at
 // least oh+r-1 and at most whole tiles, m·(t-1)+m+r-1; it pads them at the
 // end to whole tiles.
-func winogradValid(xp, u *Node, m, r, oh, ow int, customGrad, tileGrad bool) *Node {
+func winogradValid(xp, u *Node, m, r, oh, ow int, t tuning) *Node {
 	gr := xp.Graph()
 	d := xp.Shape().Dimensions
 	n, cin := d[0], d[3]
@@ -463,9 +466,9 @@ func winogradValid(xp, u *Node, m, r, oh, ow int, customGrad, tileGrad bool) *No
 	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), xp.DType()) }
 	xp = padSpatial(xp, [2]int{0, m*(th-1) + side - d[1]}, [2]int{0, m*(tw-1) + side - d[2]}, 0)
 	a := side * side
-	v := constMatMul(constant(kron(bt)), winogradTiles(xp, side, m, customGrad && tileGrad), customGrad)
-	prod := matMul(Reshape(v, a, p, cin), u, customGrad)
-	y := constMatMul(constant(kron(at)), Reshape(prod, a, p*cout), customGrad)
+	v := constMatMul(constant(kron(bt)), winogradTiles(xp, side, m, t.customGrad && t.tileGrad), t.customGrad)
+	prod := matMul(Reshape(v, a, p, cin), u, t)
+	y := constMatMul(constant(kron(at)), Reshape(prod, a, p*cout), t.customGrad)
 	return Reshape(y, m, m, n, th, tw, cout)
 }
 
@@ -543,7 +546,7 @@ func padAxesEnd(x *Node, axes, pad [2]int) *Node {
 // per kernel tap, stacked on the channel axis in (dy, dx, cin) order, which
 // is the row-major order of the kernel reshaped to [kh*kw*cin, cout], then
 // one matmul.
-func im2colConv(xp, kernel *Node, stride, oh, ow int, customGrad bool) *Node {
+func im2colConv(xp, kernel *Node, stride, oh, ow int, t tuning) *Node {
 	n, cin := xp.Shape().Dimensions[0], xp.Shape().Dimensions[3]
 	kdims := kernel.Shape().Dimensions
 	kh, kw, cout := kdims[0], kdims[1], kdims[3]
@@ -558,7 +561,7 @@ func im2colConv(xp, kernel *Node, stride, oh, ow int, customGrad bool) *Node {
 		cols = Concatenate(taps, -1)
 	}
 	cols = Reshape(cols, n*oh*ow, kh*kw*cin)
-	y := matMul(cols, Reshape(kernel, kh*kw*cin, cout), customGrad)
+	y := matMul(cols, Reshape(kernel, kh*kw*cin, cout), t)
 	return Reshape(y, n, oh, ow, cout)
 }
 
@@ -931,7 +934,7 @@ func denseLayer(scope *gmx.Scope, x *Node, units int, reg Regularization, keep f
 	in := x.Shape().Dimensions[1]
 	w := variable(scope, "weights", shapes.Make(dtypes.Float32, in, units), truncatedNormal(0.02)).ValueGraph(g)
 	b := variable(scope, "biases", shapes.Make(dtypes.Float32, units), nil).ValueGraph(g)
-	y := func(w *Node) *Node { return matMul(x, w, t.customGrad) }
+	y := func(w *Node) *Node { return matMul(x, w, t) }
 	if reg == DropConnect && keep < 1 {
 		switch {
 		case training && t.dropConnectBits && keep == 0.5 && w.Shape().Size()%halfMaskBits == 0:

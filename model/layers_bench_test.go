@@ -39,8 +39,12 @@ func BenchmarkConvForms(b *testing.B) {
 		{"im2col", func(x, k *Node, custom bool) *Node {
 			return conv2D(x, k, 1, ConvIm2col, tuning{customGrad: custom})
 		}},
-		{"winograd2", func(x, k *Node, custom bool) *Node { return winogradConv(x, k, 2, custom, true) }},
-		{"winograd4", func(x, k *Node, custom bool) *Node { return winogradConv(x, k, 4, custom, true) }},
+		{"winograd2", func(x, k *Node, custom bool) *Node {
+			return winogradConv(x, k, 2, tuning{customGrad: custom, tileGrad: true, eyeTranspose: true})
+		}},
+		{"winograd4", func(x, k *Node, custom bool) *Node {
+			return winogradConv(x, k, 4, tuning{customGrad: custom, tileGrad: true, eyeTranspose: true})
+		}},
 	}
 	r := rand.New(rand.NewPCG(3, 4))
 	random := func(dims ...int) *tensors.Tensor {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,7 +143,7 @@ func TestFormulationsAgree(t *testing.T) {
 			for _, m := range []int{2, 4} {
 				wino := func(x *Node) *Node {
 					k := Const(x.Graph(), tensors.FromFlatDataAndDimensions(kernel, tc.kernel, tc.kernel, tc.dims[3], tc.cout))
-					return winogradConv(x, k, m, false, false)
+					return winogradConv(x, k, m, tuning{})
 				}
 				assertClose(t, fmt.Sprintf("%s winograd F(%d)", tc.name, m), eval(t, b, wino, x, tc.dims...), want)
 			}
@@ -268,20 +269,20 @@ func TestCustomGradientsAgree(t *testing.T) {
 	tests := []gradCase{
 		// K > N: db = (vᵀ·a)ᵀ.
 		{"matMul conv-like", []int{20, 9}, []int{9, 4}, func(c bool) func(x, w *Node) *Node {
-			return func(x, w *Node) *Node { return matMul(x, w, c) }
+			return func(x, w *Node) *Node { return matMul(x, w, tuning{customGrad: c, eyeTranspose: c}) }
 		}},
 		// M small: db = aᵀ·v.
 		{"matMul dense-like", []int{3, 12}, []int{12, 7}, func(c bool) func(x, w *Node) *Node {
-			return func(x, w *Node) *Node { return matMul(x, w, c) }
+			return func(x, w *Node) *Node { return matMul(x, w, tuning{customGrad: c, eyeTranspose: c}) }
 		}},
 		{"conv2D 3x3/1", []int{2, 6, 5, 3}, []int{3, 3, 3, 4}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node { return conv2D(x, w, 1, ConvIm2col, tuning{customGrad: c, spaceToDepth: c}) }
 		}},
 		{"matMul batched", []int{3, 10, 6}, []int{3, 6, 4}, func(c bool) func(x, w *Node) *Node {
-			return func(x, w *Node) *Node { return matMul(x, w, c) }
+			return func(x, w *Node) *Node { return matMul(x, w, tuning{customGrad: c, eyeTranspose: c}) }
 		}},
 		{"matMul batched dense-like", []int{2, 3, 8}, []int{2, 8, 5}, func(c bool) func(x, w *Node) *Node {
-			return func(x, w *Node) *Node { return matMul(x, w, c) }
+			return func(x, w *Node) *Node { return matMul(x, w, tuning{customGrad: c, eyeTranspose: c}) }
 		}},
 		{"conv2D 5x5/2", []int{1, 9, 8, 2}, []int{5, 5, 2, 3}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node { return conv2D(x, w, 2, ConvIm2col, tuning{customGrad: c, spaceToDepth: c}) }
@@ -325,7 +326,7 @@ func TestCustomGradientsAgree(t *testing.T) {
 				tests = append(tests, gradCase{fmt.Sprintf("winograd F(%d,%d) tileGrad=%v on %v", m, d.w[0], tileGrad, d.x), d.x, d.w, func(c bool) func(x, w *Node) *Node {
 					return func(x, w *Node) *Node {
 						if c {
-							return winogradConv(x, w, m, true, tileGrad)
+							return winogradConv(x, w, m, tuning{customGrad: true, tileGrad: tileGrad, eyeTranspose: true})
 						}
 						return conv2D(x, w, 1, ConvIm2col, tuning{})
 					}
@@ -379,7 +380,7 @@ func TestCustomGradientsFiniteDifferences(t *testing.T) {
 	for _, m := range []int{2, 4} {
 		checkGradient(t, fmt.Sprintf("conv2D winograd F(%d,3)", m), func(x *Node) *Node {
 			k := Const(x.Graph(), tensors.FromFlatDataAndDimensions(kernel, 3, 3, 2, 4))
-			return winogradConv(x, k, m, true, true)
+			return winogradConv(x, k, m, tuning{customGrad: true, tileGrad: true, eyeTranspose: true})
 		}, 1, 5, 6, 2)
 	}
 	for _, stride := range []int{2, 3} {
@@ -423,7 +424,7 @@ func TestWinogradFloat32(t *testing.T) {
 				if m == 0 {
 					return conv2D(x, k, 1, ConvIm2col, tuning{})
 				}
-				return winogradConv(x, k, m, false, false)
+				return winogradConv(x, k, m, tuning{})
 			})
 			worst := 0.0
 			for i := range got {
@@ -544,6 +545,42 @@ func TestMaxPoolTilesPaddedAgrees(t *testing.T) {
 						break
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestSwapLastExact checks that swapLast's product with the identity is a
+// transpose, value for value, in float32, on values of every magnitude
+// (normal and subnormal), for ranks 2 and 3, and that past eyeTransposeMax
+// it transposes as before.
+func TestSwapLastExact(t *testing.T) {
+	b := testBackend(t).b
+	r := rand.New(rand.NewPCG(25, 26))
+	for _, dims := range [][]int{{37, 5}, {3, 50, 96}, {2, 7, 33}, {2, 4, eyeTransposeMax + 1}} {
+		n := 1
+		for _, d := range dims {
+			n *= d
+		}
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(75)-37)))
+		}
+		x[0] = math.SmallestNonzeroFloat32
+		swap := func(eye bool) []float32 {
+			out, err := ExecOnce(b, func(x *Node) *Node { return swapLast(x, eye) }, tensors.FromFlatDataAndDimensions(x, dims...))
+			if err != nil {
+				t.Fatalf("%v, eye %v: %v", dims, eye, err)
+			}
+			if want := append(dims[:len(dims)-2:len(dims)-2], dims[len(dims)-1], dims[len(dims)-2]); !slices.Equal(out.Shape().Dimensions, want) {
+				t.Fatalf("%v, eye %v: shape %v, want %v", dims, eye, out.Shape().Dimensions, want)
+			}
+			return tensors.MustCopyFlatData[float32](out)
+		}
+		got, want := swap(true), swap(false)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%v: element %d is %v by the identity, %v transposed", dims, i, got[i], want[i])
 			}
 		}
 	}
