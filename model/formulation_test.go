@@ -220,9 +220,9 @@ func TestHalfMask(t *testing.T) {
 // TestServedKernelsAgree checks that inference on Winograd kernels
 // transformed once at publish (tuningServedKernels) predicts exactly what
 // transforming them in the graph does, at batch 1 (every kernel read from
-// the served store) and batch 16 (model2's conv3-5 then take F(4x4), which
-// is computed in the graph), and that only the served store holds them,
-// outside the parameter count.
+// the served store) and batch 16 (model2's conv3-5 then take F(4x4),
+// stored as well), and that only the served store holds them, outside the
+// parameter count.
 func TestServedKernelsAgree(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds full-size networks: skipped under -short")
@@ -237,8 +237,10 @@ func TestServedKernelsAgree(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	want := []string{"/conv1/winograd_kernel_m4", "/conv2/winograd_kernel_m4", "/conv3/winograd_kernel_m2",
-		"/conv4/winograd_kernel_m2", "/conv5/winograd_kernel_m2"}
+	// conv3-5 take F(2x2) at batch 1 and F(4x4) at batch 16.
+	want := []string{"/conv1/winograd_kernel_m4", "/conv2/winograd_kernel_m4",
+		"/conv3/winograd_kernel_m2", "/conv3/winograd_kernel_m4", "/conv4/winograd_kernel_m2", "/conv4/winograd_kernel_m4",
+		"/conv5/winograd_kernel_m2", "/conv5/winograd_kernel_m4"}
 	if !slices.Equal(names, want) {
 		t.Errorf("served store's transformed kernels = %q; want %q", names, want)
 	}

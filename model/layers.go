@@ -156,7 +156,9 @@ const (
 
 // winogradKernelName is the variable, in a convolution's scope, of its
 // kernel transformed for F(mxm, rxr). Only served stores have them, never
-// a training store, where they would go stale at the next step.
+// a training store, where they would go stale at the next step. A served
+// store holds every form its inference graphs take: batch 1's, and F(4x4)
+// where batch 1 takes F(2x2).
 func winogradKernelName(m int) string { return fmt.Sprintf("winograd_kernel_m%d", m) }
 
 // kernelsFor is where the convolution in scope gets its transformed
@@ -171,10 +173,19 @@ func (t tuning) kernelsFor(scope *gmx.Scope) kernelSource {
 			return winogradKernel(kernel, m, false)
 		}
 	case kernelsRecord:
-		return func(kernel *Node, m int) *Node {
+		record := func(kernel *Node, m int) *Node {
 			u := winogradKernel(kernel, m, false)
 			variable(scope, winogradKernelName(m), u.Shape(), nil).SetTrainable(false).SetValueGraph(u)
 			return u
+		}
+		return func(kernel *Node, m int) *Node {
+			// The record graph runs at batch 1. Where that takes F(2x2),
+			// larger batches of the same map take F(4x4) (winogradTile):
+			// conv3-5 from batch 4 to 16, as the maps shrink.
+			if m == 2 && t.winograd4 {
+				record(kernel, 4)
+			}
+			return record(kernel, m)
 		}
 	}
 	return nil
