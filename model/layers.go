@@ -316,7 +316,7 @@ func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning, src kernelS
 	// The stride-1 convolution left is Winograd's too when it has the tiles.
 	if m := t.winogradTile(kph, dims[0], oh, ow); m > 0 && t.spaceToDepthWinograd && kph == kpw {
 		u := src.transformed(ks, m, t.customGrad)
-		return convOut{winogradValid(xs, u, m, kph, oh, ow, t), oh, ow, m}
+		return convOut{winogradValid(xs, [2]int{}, u, m, kph, oh, ow, t), oh, ow, m}
 	}
 	return pixels(im2colConv(xs, ks, 1, oh, ow, t))
 }
@@ -458,52 +458,57 @@ func winogradKernel(kernel *Node, m int, customGrad bool) *Node {
 }
 
 // winogradSame is winogradConv in the tile layout, uncut (see convOut), for
-// an r x r kernel transformed as winogradKernel does.
+// an r x r kernel transformed as winogradKernel does: 'SAME' padding
+// before, and after enough for every tile.
 func winogradSame(x, u *Node, m, r int, t tuning) *Node {
 	d := x.Shape().Dimensions
-	h, w := d[1], d[2]
-	side := m + r - 1
-	th, tw := (h+m-1)/m, (w+m-1)/m
-	// 'SAME' padding before, and after enough for every tile.
 	pad := (r - 1) / 2
-	xp := padSpatial(x, [2]int{pad, m*(th-1) + side - h - pad}, [2]int{pad, m*(tw-1) + side - w - pad}, 0)
-	return winogradValid(xp, u, m, r, h, w, t)
+	return winogradValid(x, [2]int{pad, pad}, u, m, r, d[1], d[2], t)
 }
 
-// winogradValid is winogradConv's 'VALID' convolution of an already padded
-// NHWC input xp with an r x r kernel transformed as winogradKernel does (u
-// [a, cin, cout]), giving oh x ow outputs in the tile layout, uncut (see
-// convOut): [m, m, n, ceil(oh/m), ceil(ow/m), cout]. xp's sides are at
-// least oh+r-1 and at most whole tiles, m·(t-1)+m+r-1; it pads them at the
-// end to whole tiles.
-func winogradValid(xp, u *Node, m, r, oh, ow int, t tuning) *Node {
-	gr := xp.Graph()
-	d := xp.Shape().Dimensions
+// winogradValid is winogradConv's 'VALID' convolution of the NHWC input x
+// padded with before[0] rows and before[1] columns of zeros at the start
+// and at the end to whole tiles, with an r x r kernel transformed as
+// winogradKernel does (u [a, cin, cout]), giving oh x ow outputs in the
+// tile layout, uncut (see convOut): [m, m, n, ceil(oh/m), ceil(ow/m),
+// cout]. The padded sides are at least oh+r-1 and at most whole tiles,
+// m·(t-1)+m+r-1.
+func winogradValid(x *Node, before [2]int, u *Node, m, r, oh, ow int, t tuning) *Node {
+	gr := x.Graph()
+	d := x.Shape().Dimensions
 	n, cin := d[0], d[3]
 	cout := u.Shape().Dimensions[2]
 	side := m + r - 1
 	at, _, bt := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
 	th, tw := (oh+m-1)/m, (ow+m-1)/m
 	p := n * th * tw
-	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), xp.DType()) }
-	xp = padSpatial(xp, [2]int{0, m*(th-1) + side - d[1]}, [2]int{0, m*(tw-1) + side - d[2]}, 0)
+	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), x.DType()) }
+	pad := [2][2]int{
+		{before[0], m*(th-1) + side - d[1] - before[0]},
+		{before[1], m*(tw-1) + side - d[2] - before[1]},
+	}
 	a := side * side
-	v := constMatMul(constant(kron(bt)), winogradTiles(xp, side, m, t.customGrad && t.tileGrad), t.customGrad)
+	v := constMatMul(constant(kron(bt)), winogradTiles(x, pad, side, m, t.customGrad && t.tileGrad), t.customGrad)
 	prod := matMul(Reshape(v, a, p, cin), u, t)
 	y := constMatMul(constant(kron(at)), Reshape(prod, a, p*cout), t.customGrad)
 	return Reshape(y, m, m, n, th, tw, cout)
 }
 
 // cropSpatial is the top-left h x w pixels of an NHWC tensor.
-func cropSpatial(x *Node, h, w int) *Node {
-	if d := x.Shape().Dimensions; d[1] == h && d[2] == w {
+func cropSpatial(x *Node, h, w int) *Node { return windowSpatial(x, 0, 0, h, w) }
+
+// windowSpatial is the h x w pixels of an NHWC tensor from (top, left), in
+// one slice, or x itself where that is all of it.
+func windowSpatial(x *Node, top, left, h, w int) *Node {
+	if d := x.Shape().Dimensions; top == 0 && left == 0 && d[1] == h && d[2] == w {
 		return x
 	}
-	return Slice(x, AxisRange(), AxisRange(0, h), AxisRange(0, w), AxisRange())
+	return Slice(x, AxisRange(), AxisRange(top, top+h), AxisRange(left, left+w), AxisRange())
 }
 
 // winogradTiles gathers the overlapping side x side input tiles, m apart,
-// of a padded NHWC input xp (sides m·(t-1)+side) as D [side², P·c]: row
+// of the NHWC input x padded with zeros as pad says ([rows, columns] ×
+// [before, after]; the padded sides m·(t-1)+side) as D [side², P·c]: row
 // i·side+j holds every tile's pixel (i, j). It takes one strided slice per
 // pixel. Their gradient, as GoMLX forms it, pads each slice's adjoint back to
 // the input's size and adds them: side² passes over the whole input (36 for
@@ -511,26 +516,30 @@ func cropSpatial(x *Node, h, w int) *Node {
 // q·m+u (u < m) of tile t is pixel u of tile t+q, so the adjoint's rows and
 // columns, cut into blocks of m, add as ceil(side/m)² (4) blocks shifted by
 // (q, q') tiles, in the tile layout; one transpose then takes the sum to
-// pixels. (Transposing each block to pixels before adding was 4-8% slower
-// per layer in training: the backend transposes element by element.)
-func winogradTiles(xp *Node, side, m int, customGrad bool) *Node {
-	d := xp.Shape().Dimensions
-	n, hp, wp, c := d[0], d[1], d[2], d[3]
+// pixels, and one slice cuts x's pixels from it, past the padding (GoMLX's
+// gradient of the padding, then a cut to the padded sides, made three).
+// (Transposing each block to pixels before adding was 4-8% slower per
+// layer in training: the backend transposes element by element.)
+func winogradTiles(x *Node, pad [2][2]int, side, m int, customGrad bool) *Node {
+	d := x.Shape().Dimensions
+	n, h, w, c := d[0], d[1], d[2], d[3]
+	hp, wp := pad[0][0]+h+pad[0][1], pad[1][0]+w+pad[1][1]
 	th, tw := (hp-side)/m+1, (wp-side)/m+1
 	forward := func(in []*Node) *Node {
+		xp := padSpatial(in[0], pad[0], pad[1], 0)
 		tiles := make([]*Node, 0, side*side)
 		for i := range side {
 			for j := range side {
-				s := Slice(in[0], AxisRange(), stridedRange(i, th, m), stridedRange(j, tw, m), AxisRange())
+				s := Slice(xp, AxisRange(), stridedRange(i, th, m), stridedRange(j, tw, m), AxisRange())
 				tiles = append(tiles, Reshape(s, 1, n*th*tw*c))
 			}
 		}
 		return Concatenate(tiles, 0)
 	}
 	if !customGrad {
-		return forward([]*Node{xp})
+		return forward([]*Node{x})
 	}
-	return withVJP([]*Node{xp}, forward, func(_ []*Node, _, v *Node) []*Node {
+	return withVJP([]*Node{x}, forward, func(_ []*Node, _, v *Node) []*Node {
 		v = Reshape(v, side, side, n, th, tw, c)
 		blocks := (side + m - 1) / m
 		var sum *Node
@@ -550,11 +559,11 @@ func winogradTiles(xp *Node, side, m int, customGrad bool) *Node {
 				}
 			}
 		}
-		// [u, u', n, T, T', c] -> [n, T, u, T', u', c]: pixels, cut to the
-		// input's sides.
+		// [u, u', n, T, T', c] -> [n, T, u, T', u', c]: pixels of the
+		// padded input and past it, from which x's are cut.
 		sum = TransposeAllAxes(sum, 2, 3, 0, 4, 1, 5)
 		sum = Reshape(sum, n, (th+blocks-1)*m, (tw+blocks-1)*m, c)
-		return []*Node{cropSpatial(sum, hp, wp)}
+		return []*Node{windowSpatial(sum, pad[0][0], pad[1][0], h, w)}
 	})
 }
 
