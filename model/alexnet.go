@@ -1,8 +1,11 @@
 package model
 
 import (
+	"slices"
+
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads best with the ops unqualified
 	gmx "github.com/gomlx/gomlx/ml/model"
+	"github.com/gomlx/gomlx/support/exceptions"
 )
 
 // Hyperparameter keys read by AlexNet from its scope. A store built for a
@@ -48,10 +51,11 @@ const (
 	tuningUpdateIdentity
 	tuningPoolTilesPadded
 	tuningEyeTranspose
+	tuningHostTiles
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
 		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels |
-		tuningUpdateIdentity | tuningPoolTilesPadded | tuningEyeTranspose
+		tuningUpdateIdentity | tuningPoolTilesPadded | tuningEyeTranspose | tuningHostTiles
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -79,6 +83,12 @@ func setVariantParams(store *gmx.Store, v Variant, numClasses int, convImpl, poo
 	root.SetParam(ParamPoolImpl, poolImpl)
 }
 
+// conv1's shape, which the host's gather of its tiles (tileGather) needs too.
+const (
+	conv1Kernel = 11
+	conv1Stride = 4
+)
+
 // AlexNet builds the study's network on images [batch, H, W, 3] (values in
 // [0,1]) and returns the logits [batch, classes]. The layers are tflearn's:
 //
@@ -90,51 +100,37 @@ func setVariantParams(store *gmx.Store, v Variant, numClasses int, convImpl, poo
 // with 'SAME' padding everywhere. Dropout and DropConnect are active only
 // when training is true.
 func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
-	return alexNet(scope, images, training, false)
+	return alexNet(scope, images, images.Shape().Dimensions[1], training, false)
 }
 
-// alexNet is AlexNet; with record set (inference only), each Winograd
-// convolution also stores its transformed kernel in its scope, for the
-// inference graphs built later on the same store (see
+// alexNet is AlexNet on images of size x size pixels, or on conv1's
+// Winograd tiles gathered from them on the host (a rank-6 input, see
+// tileGather and Model.batchInput); with record set (inference only), each
+// Winograd convolution also stores its transformed kernel in its scope,
+// for the inference graphs built later on the same store (see
 // Model.transformKernels), and it stops after the convolutions.
-func alexNet(scope *gmx.Scope, images *Node, training, record bool) *Node {
+func alexNet(scope *gmx.Scope, images *Node, size int, training, record bool) *Node {
 	strides := gmx.GetParamOr(scope, ParamPoolStrides, []int{2, 2, 2})
 	reg := Regularization(gmx.GetParamOr(scope, ParamRegularization, string(Dropout)))
 	keep := gmx.GetParamOr(scope, ParamKeepProbabilities, []float64{0.5, 0.5})
 	classes := gmx.GetParamOr(scope, ParamNumClasses, NumClasses)
 	convImpl := gmx.GetParamOr(scope, ParamConvImpl, ConvIm2col)
 	poolImpl := gmx.GetParamOr(scope, ParamPoolImpl, PoolSlices)
-	// The go backend's faster formulations (the XLA path uses builtin ops).
-	var t tuning
-	if convImpl == ConvIm2col {
-		bits := gmx.GetParamOr(scope, paramTuning, tuningAll)
-		t = tuning{
-			customGrad:           training && bits&tuningCustomGrad != 0,
-			spaceToDepth:         bits&tuningSpaceToDepth != 0,
-			winograd:             bits&tuningWinograd != 0,
-			winograd5:            bits&tuningWinograd5 != 0,
-			dropConnectOut:       bits&tuningDropConnectOut != 0,
-			winograd4:            bits&tuningWinograd4 != 0,
-			tileGrad:             bits&tuningTileGrad != 0,
-			spaceToDepthWinograd: bits&tuningSpaceToDepthWinograd != 0,
-			lrnGrad:              bits&tuningLRNGrad != 0,
-			poolFirst:            bits&tuningPoolFirst != 0,
-			dropConnectBits:      bits&tuningDropConnectBits != 0,
-			poolTiles:            bits&tuningPoolTiles != 0,
-			poolTilesPadded:      bits&tuningPoolTilesPadded != 0,
-			eyeTranspose:         bits&tuningEyeTranspose != 0,
-		}
-		switch {
-		case record:
-			t.kernels = kernelsRecord
-		case !training && bits&tuningServedKernels != 0:
-			t.kernels = kernelsStored
-		}
+	t := tuningOf(scope, training)
+	if record && convImpl == ConvIm2col {
+		t.kernels = kernelsRecord
 	}
 
 	x := images
+	t1 := t // conv1's
+	if x.Rank() == 6 {
+		t1.tiles = t.conv1Tiles(x.Shape().Dimensions[2], size)
+		if t1.tiles == nil || !slices.Equal(t1.tiles.dims(), x.Shape().Dimensions) {
+			exceptions.Panicf("alexNet: input %s is not conv1's tiles of %dx%d images", x.Shape(), size, size)
+		}
+	}
 	lrnGrad := t.customGrad && t.lrnGrad
-	x = convLayer(scope.In("conv1"), x, 96, 11, 4, strides[0], convImpl, poolImpl, t)
+	x = convLayer(scope.In("conv1"), x, 96, conv1Kernel, conv1Stride, strides[0], convImpl, poolImpl, t1)
 	x = localResponseNorm(x, lrnGrad)
 	x = convLayer(scope.In("conv2"), x, 256, 5, 1, strides[1], convImpl, poolImpl, t)
 	x = localResponseNorm(x, lrnGrad)
@@ -160,4 +156,36 @@ func alexNet(scope *gmx.Scope, images *Node, training, record bool) *Node {
 		x = dropout(sc, x, dropoutKeep[i], training)
 	}
 	return denseLayer(scope.In("fc8"), x, classes, Dropout, 1, training, t)
+}
+
+// tuningOf is the go backend's formulation the store of scope asks for
+// (paramTuning), for a training graph or an inference one; the zero tuning
+// (the straightforward formulation) where the store uses the backends'
+// built-in layers (XLA).
+func tuningOf(scope *gmx.Scope, training bool) tuning {
+	if gmx.GetParamOr(scope, ParamConvImpl, ConvIm2col) != ConvIm2col {
+		return tuning{}
+	}
+	bits := gmx.GetParamOr(scope, paramTuning, tuningAll)
+	t := tuning{
+		customGrad:           training && bits&tuningCustomGrad != 0,
+		spaceToDepth:         bits&tuningSpaceToDepth != 0,
+		winograd:             bits&tuningWinograd != 0,
+		winograd5:            bits&tuningWinograd5 != 0,
+		dropConnectOut:       bits&tuningDropConnectOut != 0,
+		winograd4:            bits&tuningWinograd4 != 0,
+		tileGrad:             bits&tuningTileGrad != 0,
+		spaceToDepthWinograd: bits&tuningSpaceToDepthWinograd != 0,
+		lrnGrad:              bits&tuningLRNGrad != 0,
+		poolFirst:            bits&tuningPoolFirst != 0,
+		dropConnectBits:      bits&tuningDropConnectBits != 0,
+		poolTiles:            bits&tuningPoolTiles != 0,
+		poolTilesPadded:      bits&tuningPoolTilesPadded != 0,
+		eyeTranspose:         bits&tuningEyeTranspose != 0,
+		hostTiles:            bits&tuningHostTiles != 0,
+	}
+	if !training && bits&tuningServedKernels != 0 {
+		t.kernels = kernelsStored
+	}
+	return t
 }

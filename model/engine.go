@@ -246,7 +246,7 @@ func (m *Model) setTrainingStore(store *gmx.Store) error {
 	if err != nil {
 		return fmt.Errorf("build training step: %w", err)
 	}
-	eval, err := gmx.NewExec(m.backend.b, store, inferenceGraph)
+	eval, err := gmx.NewExec(m.backend.b, store, m.inferenceGraph)
 	if err != nil {
 		return fmt.Errorf("build evaluation graph: %w", err)
 	}
@@ -259,17 +259,37 @@ func (m *Model) inputShape(n int) shapes.Shape {
 	return shapes.Make(dtypes.Float32, n, m.opts.ImageSize, m.opts.ImageSize, 3)
 }
 
+// batchInput is what the graphs of store take for n images (NHWC float32,
+// n·size·size·3 values): conv1's Winograd tiles, gathered here, where the
+// store's formulation has the host gather them (tileGather), else the
+// images themselves.
+func (m *Model) batchInput(store *gmx.Store, images []float32, n int) *tensors.Tensor {
+	if g := tuningOf(store.RootScope(), false).conv1Tiles(n, m.opts.ImageSize); g != nil {
+		return g.tensor(images)
+	}
+	return tensors.FromFlatDataAndDimensions(images, m.inputShape(n).Dimensions...)
+}
+
+// batchShape is the shape of batchInput's tensor.
+func (m *Model) batchShape(store *gmx.Store, n int) shapes.Shape {
+	if g := tuningOf(store.RootScope(), false).conv1Tiles(n, m.opts.ImageSize); g != nil {
+		return shapes.Make(dtypes.Float32, g.dims()...)
+	}
+	return m.inputShape(n)
+}
+
 func (m *Model) compileStep(batch int) error {
 	return catch("compile training step", func() error {
-		_, err := m.stepExec.Compile(m.inputShape(batch), shapes.Make(dtypes.Int32, batch),
+		_, err := m.stepExec.Compile(m.batchShape(m.store, batch), shapes.Make(dtypes.Int32, batch),
 			shapes.Make(dtypes.Float32, batch), shapes.Make(dtypes.Float32), shapes.Make(dtypes.Float32))
 		return err
 	})
 }
 
-// inferenceGraph returns class probabilities for a batch of images.
-func inferenceGraph(scope *gmx.Scope, images *Node) *Node {
-	return Softmax(AlexNet(scope, images, false), -1)
+// inferenceGraph returns class probabilities for a batch of images (as
+// batchInput hands them over).
+func (m *Model) inferenceGraph(scope *gmx.Scope, images *Node) *Node {
+	return Softmax(alexNet(scope, images, m.opts.ImageSize, false, false), -1)
 }
 
 // stepGraph is one momentum-SGD step on a batch: inputs images [B,H,W,3],
@@ -280,7 +300,7 @@ func inferenceGraph(scope *gmx.Scope, images *Node) *Node {
 func (m *Model) stepGraph(scope *gmx.Scope, in []*Node) []*Node {
 	images, labels, weights, lr, momentum := in[0], in[1], in[2], in[3], in[4]
 	g := images.Graph()
-	logits := AlexNet(scope, images, true)
+	logits := alexNet(scope, images, m.opts.ImageSize, true, false)
 	lossSum, correct, loss := crossEntropy(logits, labels, weights)
 
 	vars, nodes := trainableNodes(scope, g)
@@ -385,7 +405,7 @@ func (m *Model) publishLocked(version int64) error {
 	if err := m.transformKernels(store); err != nil {
 		return fmt.Errorf("publish %s: %w", m.variant.Name, err)
 	}
-	exec, err := gmx.NewExec(m.backend.b, store, inferenceGraph)
+	exec, err := gmx.NewExec(m.backend.b, store, m.inferenceGraph)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", m.variant.Name, err)
 	}
@@ -394,14 +414,13 @@ func (m *Model) publishLocked(version int64) error {
 }
 
 // transformKernels stores in a served store, beside the weights, the
-// Winograd-transformed kernels that inference at batch 1 uses, so that its
-// graphs read them instead of transforming every kernel at every call (on
-// the go backend, 28% of model2's batch-1 classify). Larger batches read
-// those of the same tile size and compute the rest (conv3-5's F(4x4)
-// forms: 6% of model2's batch 16, 3% of model1's, where storing them too
-// would cost 50 MB more per variant). Only a served store gets them: its
-// weights never change. It costs, per variant, about twice the conv
-// kernels' size (29 MB).
+// Winograd-transformed kernels that inference uses, so that its graphs
+// read them instead of transforming every kernel at every call (on the go
+// backend, 28% of model2's batch-1 classify): batch 1's forms, and conv3-5's
+// F(4x4) forms that larger batches take (6% of model2's batch 16, 3% of
+// model1's). Only a served store gets them: its weights never change. They
+// cost, per variant, about 80 MB (29 MB for batch 1's forms, 50 MB for
+// conv3-5's F(4x4)).
 func (m *Model) transformKernels(store *gmx.Store) error {
 	if m.opts.ConvImpl != ConvIm2col || gmx.GetParamOr(m.store.RootScope(), paramTuning, tuningAll)&tuningServedKernels == 0 {
 		return nil
@@ -414,7 +433,7 @@ func (m *Model) transformKernels(store *gmx.Store) error {
 	// after all of them (here conv5's biases, which the graph reads but does
 	// not need) is then out of range, a runtime panic.
 	exec, err := gmx.NewExec(m.backend.b, store, func(scope *gmx.Scope, images *Node) *Node {
-		alexNet(scope, images, false, true)
+		alexNet(scope, images, m.opts.ImageSize, false, true)
 		return ReduceAllMax(images)
 	})
 	if err != nil {
@@ -447,9 +466,10 @@ func (s *Served) Predict(ctx context.Context, images []float32, n int) ([][]floa
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	x := m.batchInput(s.store, images, n) // gathered before taking the lock
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return runInference(s.exec, m.inputShape(n), images, n, len(m.opts.Classes))
+	return runInference(s.exec, x, n, len(m.opts.Classes))
 }
 
 func (m *Model) checkImages(images []float32, n int) error {
@@ -464,11 +484,11 @@ func (m *Model) checkImages(images []float32, n int) error {
 	return nil
 }
 
-// runInference executes an inference graph on a batch and splits the output rows.
-func runInference(exec *gmx.Exec, shape shapes.Shape, images []float32, n, classes int) ([][]float32, error) {
+// runInference executes an inference graph on a batch of n (as batchInput
+// makes it) and splits the output rows.
+func runInference(exec *gmx.Exec, x *tensors.Tensor, n, classes int) ([][]float32, error) {
 	var flat []float32
 	err := catch("run inference", func() error {
-		x := tensors.FromFlatDataAndDimensions(images, shape.Dimensions...)
 		out, err := exec.Exec(x)
 		if err != nil {
 			return err

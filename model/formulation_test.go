@@ -2,6 +2,7 @@ package model
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -313,5 +314,58 @@ func TestUpdateIdentityAgrees(t *testing.T) {
 	slices.Sort(got)
 	if want := []string{"/fc6/weights", "/fc7/weights", "/fc8/weights"}; !slices.Equal(got, want) {
 		t.Errorf("weights read through their gradient's identity: %q; want %q", got, want)
+	}
+}
+
+// TestHostTilesAgree checks that conv1's Winograd tiles gathered on the
+// host (tuningHostTiles) leave inference and training bit for bit as the
+// in-graph gather has them: the same predictions at full size (batch 1 and
+// 16) and on small images where batch 1 takes F(2x2) and batch 4 F(4x4),
+// and the same state after two training steps.
+func TestHostTilesAgree(t *testing.T) {
+	b := testBackend(t)
+	for _, tc := range []struct {
+		variant string
+		o       Options
+		batches []int
+	}{
+		{"model2", Options{}, []int{1, 16}},
+		{"model1", Options{Classes: []string{"a", "b", "c"}, ImageSize: 67}, []int{1, 4}},
+	} {
+		size := cmp.Or(tc.o.ImageSize, ImageSize)
+		inGraph := newTunedOpts(t, b, tc.variant, tuningAll&^tuningHostTiles, tc.o)
+		host := newTunedOpts(t, b, tc.variant, tuningAll, tc.o)
+		for _, n := range tc.batches {
+			if tuningOf(host.store.RootScope(), false).conv1Tiles(n, size) == nil {
+				t.Fatalf("%s, batch %d: conv1 takes no host tiles", tc.variant, n)
+			}
+			images := randomImagesOfSide(n, size)
+			want, got := predictBoth(t, inGraph, host, images, n)
+			for i := range want {
+				if !slices.Equal(got[i], want[i]) {
+					t.Fatalf("%s, batch %d, image %d: host tiles predict %v; in the graph %v", tc.variant, n, i, got[i], want[i])
+				}
+			}
+		}
+		if tc.o.ImageSize == 0 {
+			continue
+		}
+		images := randomImagesOfSide(4, size)
+		var states [2][]byte
+		for i, m := range []*Model{inGraph, host} {
+			for range 2 {
+				if _, err := m.TrainStep(context.Background(), trainBatch(images, 4, len(tc.o.Classes)), 0.01, 0.9); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var buf bytes.Buffer
+			if err := m.WriteState(&buf); err != nil {
+				t.Fatal(err)
+			}
+			states[i] = buf.Bytes()
+		}
+		if !bytes.Equal(states[0], states[1]) {
+			t.Errorf("%s: state after 2 steps differs with the host's tiles", tc.variant)
+		}
 	}
 }

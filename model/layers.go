@@ -147,6 +147,11 @@ type tuning struct {
 	// kernels: where Winograd's transformed kernels come from, see
 	// tuning.kernelsFor.
 	kernels kernelMode
+	// hostTiles: the host gathers conv1's Winograd tiles from the images
+	// (see tileGather), and the graphs take those.
+	hostTiles bool
+	// tiles, for conv1 only: its input is those tiles, laid out so.
+	tiles *tileGather
 }
 
 // kernelMode says where a graph's Winograd convolutions get their
@@ -282,6 +287,12 @@ func (src kernelSource) transformed(kernel *Node, m int, customGrad bool) *Node 
 // conv2DUncut is conv2D before Winograd's cut to the output's sides (see
 // convOut), with Winograd's transformed kernels from src.
 func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning, src kernelSource) convOut {
+	if g := t.tiles; g != nil {
+		// x is the tiles the convolution below gathers from the folded input.
+		u := src.transformed(spaceToDepthKernel(kernel, g.s), g.m, t.customGrad)
+		d := x.Shape().Dimensions
+		return convOut{winogradProducts(Reshape(x, d[0]*d[1], x.Shape().Size()/(d[0]*d[1])), u, g.m, g.r, g.n, g.th, g.tw, t), g.oh, g.ow, g.m}
+	}
 	dims := x.Shape().Dimensions
 	kdims := kernel.Shape().Dimensions
 	h, w := dims[1], dims[2]
@@ -474,21 +485,27 @@ func winogradSame(x, u *Node, m, r int, t tuning) *Node {
 // cout]. The padded sides are at least oh+r-1 and at most whole tiles,
 // m·(t-1)+m+r-1.
 func winogradValid(x *Node, before [2]int, u *Node, m, r, oh, ow int, t tuning) *Node {
-	gr := x.Graph()
 	d := x.Shape().Dimensions
-	n, cin := d[0], d[3]
-	cout := u.Shape().Dimensions[2]
+	n := d[0]
 	side := m + r - 1
-	at, _, bt := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
 	th, tw := (oh+m-1)/m, (ow+m-1)/m
-	p := n * th * tw
-	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), x.DType()) }
 	pad := [2][2]int{
 		{before[0], m*(th-1) + side - d[1] - before[0]},
 		{before[1], m*(tw-1) + side - d[2] - before[1]},
 	}
-	a := side * side
-	v := constMatMul(constant(kron(bt)), winogradTiles(x, pad, side, m, t.customGrad && t.tileGrad), t.customGrad)
+	return winogradProducts(winogradTiles(x, pad, side, m, t.customGrad && t.tileGrad), u, m, r, n, th, tw, t)
+}
+
+// winogradProducts is winogradValid from the input tiles D [a, P·cin] on:
+// V = (Bᵀ⊗Bᵀ)·D, the products with u, and Y = (Aᵀ⊗Aᵀ)·M, in the tile
+// layout [m, m, n, th, tw, cout].
+func winogradProducts(d, u *Node, m, r, n, th, tw int, t tuning) *Node {
+	gr := d.Graph()
+	cin, cout := u.Shape().Dimensions[1], u.Shape().Dimensions[2]
+	at, _, bt := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
+	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), d.DType()) }
+	a, p := (m+r-1)*(m+r-1), n*th*tw
+	v := constMatMul(constant(kron(bt)), d, t.customGrad)
 	prod := matMul(Reshape(v, a, p, cin), u, t)
 	y := constMatMul(constant(kron(at)), Reshape(prod, a, p*cout), t.customGrad)
 	return Reshape(y, m, m, n, th, tw, cout)
@@ -928,6 +945,9 @@ func truncatedNormal(stddev float64) func(r *rand.Rand, flat []float32) {
 // both are zero where it is not.
 func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride int, impl, poolImpl string, t tuning) *Node {
 	cin := x.Shape().Dimensions[3]
+	if t.tiles != nil {
+		cin = t.tiles.ch
+	}
 	w := variable(scope, "weights", shapes.Make(dtypes.Float32, kernel, kernel, cin, filters), uniformScaling(kernel*kernel*cin))
 	b := variable(scope, "biases", shapes.Make(dtypes.Float32, filters), nil)
 	g := x.Graph()

@@ -166,7 +166,8 @@ func TestPredictRejectsBadInput(t *testing.T) {
 // batchLoss is the mean loss of the training weights on a batch, without dropout.
 func batchLoss(t *testing.T, m *Model, b dataset.Batch) float64 {
 	t.Helper()
-	probs, err := runInference(m.evalExec, m.inputShape(len(b.Labels)), b.Images, len(b.Labels), len(m.opts.Classes))
+	n := len(b.Labels)
+	probs, err := runInference(m.evalExec, m.batchInput(m.store, b.Images, n), n, len(m.opts.Classes))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/flowerd/flowerd/model/dataset"
@@ -138,7 +137,7 @@ func (m *Model) step(b dataset.Batch, lr, momentum float64) (StepResult, error) 
 	var res StepResult
 	err := catch("training step", func() error {
 		out, err := m.stepExec.Exec(
-			tensors.FromFlatDataAndDimensions(b.Images, m.inputShape(n).Dimensions...),
+			m.batchInput(m.store, b.Images, n),
 			tensors.FromFlatDataAndDimensions(b.Labels, n),
 			tensors.FromFlatDataAndDimensions(b.Weights, n),
 			tensors.FromScalar(float32(lr)), tensors.FromScalar(float32(momentum)))
@@ -217,8 +216,9 @@ func (m *Model) Train(ctx context.Context, ds *dataset.Dataset, o TrainOptions, 
 			ImagesPerSec: rows / trainTime.Seconds(),
 		}
 		if ds.Len(dataset.Val) > 0 {
-			ev, err := m.evaluate(ctx, func(shape shapes.Shape, images []float32, n, classes int) ([][]float32, error) {
-				return runInference(m.evalExec, shape, images, n, classes) // the training side's own executable
+			ev, err := m.evaluate(ctx, func(images []float32, n, classes int) ([][]float32, error) {
+				// The training side's own executable.
+				return runInference(m.evalExec, m.batchInput(m.store, images, n), n, classes)
 			}, ds, dataset.Val, o.EvalBatchSize)
 			if err != nil {
 				return fmt.Errorf("train %s epoch %d: validate: %w", m.variant.Name, m.progress.Epoch, err)
@@ -277,10 +277,11 @@ func (m *Model) Evaluate(ctx context.Context, ds *dataset.Dataset, split dataset
 	s := m.Served()
 	// One batch at a time holds the weights' executable, so Classify waits
 	// for at most one batch, not for the whole split.
-	ev, err := m.evaluate(ctx, func(shape shapes.Shape, images []float32, n, classes int) ([][]float32, error) {
+	ev, err := m.evaluate(ctx, func(images []float32, n, classes int) ([][]float32, error) {
+		x := m.batchInput(s.store, images, n) // gathered before taking the lock
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return runInference(s.exec, shape, images, n, classes)
+		return runInference(s.exec, x, n, classes)
 	}, ds, split, batchSize)
 	if err != nil {
 		return nil, err
@@ -291,7 +292,7 @@ func (m *Model) Evaluate(ctx context.Context, ds *dataset.Dataset, split dataset
 
 // evaluate measures a split with infer, which runs one batch (runInference
 // on an executable, holding whatever lock it needs).
-func (m *Model) evaluate(ctx context.Context, infer func(shape shapes.Shape, images []float32, n, classes int) ([][]float32, error),
+func (m *Model) evaluate(ctx context.Context, infer func(images []float32, n, classes int) ([][]float32, error),
 	ds *dataset.Dataset, split dataset.Split, batchSize int) (*Evaluation, error) {
 	k := len(m.opts.Classes)
 	ev := &Evaluation{Split: split.String(), Confusion: make([][]int, k), PerClass: make([]float64, k)}
@@ -305,7 +306,7 @@ func (m *Model) evaluate(ctx context.Context, infer func(shape shapes.Shape, ima
 	start := time.Now()
 	var top5 int
 	for b := range batches {
-		probs, err := infer(m.inputShape(len(b.Labels)), b.Images, len(b.Labels), k)
+		probs, err := infer(b.Images, len(b.Labels), k)
 		if err != nil {
 			return nil, err
 		}
