@@ -264,7 +264,7 @@ func (m *Model) inputShape(n int) shapes.Shape {
 // store's formulation has the host gather them (tileGather), else the
 // images themselves.
 func (m *Model) batchInput(store *gmx.Store, images []float32, n int) *tensors.Tensor {
-	if g := tuningOf(store.RootScope(), false).conv1Tiles(n, m.opts.ImageSize); g != nil {
+	if g := m.hostTiles(store, n); g != nil {
 		return g.tensor(images)
 	}
 	return tensors.FromFlatDataAndDimensions(images, m.inputShape(n).Dimensions...)
@@ -272,10 +272,16 @@ func (m *Model) batchInput(store *gmx.Store, images []float32, n int) *tensors.T
 
 // batchShape is the shape of batchInput's tensor.
 func (m *Model) batchShape(store *gmx.Store, n int) shapes.Shape {
-	if g := tuningOf(store.RootScope(), false).conv1Tiles(n, m.opts.ImageSize); g != nil {
+	if g := m.hostTiles(store, n); g != nil {
 		return shapes.Make(dtypes.Float32, g.dims()...)
 	}
 	return m.inputShape(n)
+}
+
+// hostTiles is the layout of conv1's tiles for n images where the graphs
+// of store take them, else nil.
+func (m *Model) hostTiles(store *gmx.Store, n int) *tileGather {
+	return tuningOf(store.RootScope(), false).conv1Tiles(n, m.opts.ImageSize)
 }
 
 func (m *Model) compileStep(batch int) error {
@@ -292,7 +298,8 @@ func (m *Model) inferenceGraph(scope *gmx.Scope, images *Node) *Node {
 	return Softmax(alexNet(scope, images, m.opts.ImageSize, false, false), -1)
 }
 
-// stepGraph is one momentum-SGD step on a batch: inputs images [B,H,W,3],
+// stepGraph is one momentum-SGD step on a batch: inputs images [B,H,W,3]
+// (or conv1's tiles of them, as batchInput hands them over),
 // labels [B] int32, weights [B] (1 real, 0 padding), learning rate and
 // momentum scalars; outputs the weighted loss sum and the weighted count of
 // correct predictions. The update is TensorFlow's MomentumOptimizer (as

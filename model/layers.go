@@ -288,10 +288,12 @@ func (src kernelSource) transformed(kernel *Node, m int, customGrad bool) *Node 
 // convOut), with Winograd's transformed kernels from src.
 func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning, src kernelSource) convOut {
 	if g := t.tiles; g != nil {
-		// x is the tiles the convolution below gathers from the folded input.
+		// x is conv1's tiles, gathered on the host (tileGather) as the
+		// folded Winograd path below gathers them: the rest of that path.
 		u := src.transformed(spaceToDepthKernel(kernel, g.s), g.m, t.customGrad)
-		d := x.Shape().Dimensions
-		return convOut{winogradProducts(Reshape(x, d[0]*d[1], x.Shape().Size()/(d[0]*d[1])), u, g.m, g.r, g.n, g.th, g.tw, t), g.oh, g.ow, g.m}
+		a := g.side * g.side
+		d := Reshape(x, a, x.Shape().Size()/a)
+		return convOut{winogradProducts(d, u, g.m, g.r, g.n, g.th, g.tw, t), g.oh, g.ow, g.m}
 	}
 	dims := x.Shape().Dimensions
 	kdims := kernel.Shape().Dimensions
