@@ -274,17 +274,7 @@ func TestUpdateIdentityAgrees(t *testing.T) {
 	images := randomImagesOfSide(4, 67)
 	var states [2][]byte
 	for i, bits := range []int{tuningAll &^ tuningUpdateIdentity, tuningAll} {
-		m := newTunedOpts(t, b, "model1", bits, o)
-		for range 3 {
-			if _, err := m.TrainStep(context.Background(), trainBatch(images, 4, len(o.Classes)), 0.01, 0.9); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var buf bytes.Buffer
-		if err := m.WriteState(&buf); err != nil {
-			t.Fatal(err)
-		}
-		states[i] = buf.Bytes()
+		states[i] = stateAfterSteps(t, newTunedOpts(t, b, "model1", bits, o), images, 4, 3)
 	}
 	if !bytes.Equal(states[0], states[1]) {
 		t.Errorf("state after 3 steps differs with the update reading through the identities")
@@ -351,21 +341,24 @@ func TestHostTilesAgree(t *testing.T) {
 			continue
 		}
 		images := randomImagesOfSide(4, size)
-		var states [2][]byte
-		for i, m := range []*Model{inGraph, host} {
-			for range 2 {
-				if _, err := m.TrainStep(context.Background(), trainBatch(images, 4, len(tc.o.Classes)), 0.01, 0.9); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var buf bytes.Buffer
-			if err := m.WriteState(&buf); err != nil {
-				t.Fatal(err)
-			}
-			states[i] = buf.Bytes()
-		}
-		if !bytes.Equal(states[0], states[1]) {
+		if !bytes.Equal(stateAfterSteps(t, inGraph, images, 4, 2), stateAfterSteps(t, host, images, 4, 2)) {
 			t.Errorf("%s: state after 2 steps differs with the host's tiles", tc.variant)
 		}
 	}
+}
+
+// stateAfterSteps is m's serialised state after steps training steps on the
+// n images (labelled in turn over m's classes), lr 0.01, momentum 0.9.
+func stateAfterSteps(t *testing.T, m *Model, images []float32, n, steps int) []byte {
+	t.Helper()
+	for range steps {
+		if _, err := m.TrainStep(context.Background(), trainBatch(images, n, len(m.opts.Classes)), 0.01, 0.9); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := m.WriteState(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
