@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/tensors"
@@ -55,11 +56,15 @@ func (t tuning) conv1Tiles(n, size int) *tileGather {
 // dims is the shape of the tiles.
 func (g *tileGather) dims() []int { return []int{g.side, g.side, g.n, g.th, g.tw, g.cin} }
 
-// tensor is the tiles of n NHWC images (n·size·size·3 values).
-func (g *tileGather) tensor(images []float32) *tensors.Tensor {
-	t := tensors.FromShape(shapes.Make(dtypes.Float32, g.dims()...))
-	tensors.MustMutableFlatData(t, func(flat []float32) { g.gather(flat, images) })
-	return t
+// tensor is the tiles of n NHWC images (n·size·size·3 values), in a
+// buffer shared with backend where it has them.
+func (g *tileGather) tensor(backend compute.Backend, images []float32) (*tensors.Tensor, error) {
+	t, err := tensors.FromShapeForBackend(backend, 0, shapes.Make(dtypes.Float32, g.dims()...))
+	if err != nil {
+		return nil, err
+	}
+	err = tensors.MutableFlatData(t, func(flat []float32) { g.gather(flat, images) })
+	return t, err
 }
 
 // gather copies the tiles out of the images into out, which holds zeros,

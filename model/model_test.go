@@ -167,7 +167,11 @@ func TestPredictRejectsBadInput(t *testing.T) {
 func batchLoss(t *testing.T, m *Model, b dataset.Batch) float64 {
 	t.Helper()
 	n := len(b.Labels)
-	probs, err := runInference(m.evalExec, m.batchInput(m.store, b.Images, n), n, len(m.opts.Classes))
+	x, err := m.batchInput(m.store, b.Images, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs, err := runInference(m.evalExec, x, n, len(m.opts.Classes))
 	if err != nil {
 		t.Fatal(err)
 	}

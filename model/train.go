@@ -134,10 +134,14 @@ func (m *Model) step(b dataset.Batch, lr, momentum float64) (StepResult, error) 
 		}
 		rows += float64(b.Weights[i])
 	}
+	x, err := m.batchInput(m.store, b.Images, n)
+	if err != nil {
+		return StepResult{}, err
+	}
 	var res StepResult
-	err := catch("training step", func() error {
+	err = catch("training step", func() error {
 		out, err := m.stepExec.Exec(
-			m.batchInput(m.store, b.Images, n),
+			x,
 			tensors.FromFlatDataAndDimensions(b.Labels, n),
 			tensors.FromFlatDataAndDimensions(b.Weights, n),
 			tensors.FromScalar(float32(lr)), tensors.FromScalar(float32(momentum)))
@@ -218,7 +222,11 @@ func (m *Model) Train(ctx context.Context, ds *dataset.Dataset, o TrainOptions, 
 		if ds.Len(dataset.Val) > 0 {
 			ev, err := m.evaluate(ctx, func(images []float32, n, classes int) ([][]float32, error) {
 				// The training side's own executable.
-				return runInference(m.evalExec, m.batchInput(m.store, images, n), n, classes)
+				x, err := m.batchInput(m.store, images, n)
+				if err != nil {
+					return nil, err
+				}
+				return runInference(m.evalExec, x, n, classes)
 			}, ds, dataset.Val, o.EvalBatchSize)
 			if err != nil {
 				return fmt.Errorf("train %s epoch %d: validate: %w", m.variant.Name, m.progress.Epoch, err)
@@ -278,7 +286,10 @@ func (m *Model) Evaluate(ctx context.Context, ds *dataset.Dataset, split dataset
 	// One batch at a time holds the weights' executable, so Classify waits
 	// for at most one batch, not for the whole split.
 	ev, err := m.evaluate(ctx, func(images []float32, n, classes int) ([][]float32, error) {
-		x := m.batchInput(s.store, images, n) // gathered before taking the lock
+		x, err := m.batchInput(s.store, images, n) // gathered before taking the lock
+		if err != nil {
+			return nil, err
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return runInference(s.exec, x, n, classes)
