@@ -52,10 +52,11 @@ const (
 	tuningPoolTilesPadded
 	tuningEyeTranspose
 	tuningHostTiles
+	tuningTileChain
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
 		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels |
-		tuningUpdateIdentity | tuningPoolTilesPadded | tuningEyeTranspose | tuningHostTiles
+		tuningUpdateIdentity | tuningPoolTilesPadded | tuningEyeTranspose | tuningHostTiles | tuningTileChain
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -134,9 +135,16 @@ func alexNet(scope *gmx.Scope, images *Node, size int, training, record bool) *N
 	x = localResponseNorm(x, lrnGrad)
 	x = convLayer(scope.In("conv2"), x, 256, 5, 1, strides[1], convImpl, poolImpl, t)
 	x = localResponseNorm(x, lrnGrad)
-	x = convLayer(scope.In("conv3"), x, 384, 3, 1, 0, convImpl, poolImpl, t)
-	x = convLayer(scope.In("conv4"), x, 384, 3, 1, 0, convImpl, poolImpl, t)
-	x = convLayer(scope.In("conv5"), x, 256, 3, 1, strides[2], convImpl, poolImpl, t)
+	// conv3-5 keep the map's size; with t.tileChain, conv3 and conv4 hand
+	// the next one their activations in the tile layout where all take
+	// the same Winograd tiles.
+	chain := 0
+	if d := x.Shape().Dimensions; t.tileChain && convImpl == ConvIm2col {
+		chain = t.winogradTile(3, d[0], d[1], d[2])
+	}
+	c := convLayerOn(scope.In("conv3"), convOut{y: x}, 384, 3, 1, 0, convImpl, poolImpl, t, chain)
+	c = convLayerOn(scope.In("conv4"), c, 384, 3, 1, 0, convImpl, poolImpl, t, chain)
+	x = convLayerOn(scope.In("conv5"), c, 256, 3, 1, strides[2], convImpl, poolImpl, t, 0).y
 	x = localResponseNorm(x, lrnGrad)
 	if record {
 		// The transformed kernels are all stored; reading the dense
@@ -183,6 +191,7 @@ func tuningOf(scope *gmx.Scope, training bool) tuning {
 		poolTilesPadded:      bits&tuningPoolTilesPadded != 0,
 		eyeTranspose:         bits&tuningEyeTranspose != 0,
 		hostTiles:            bits&tuningHostTiles != 0,
+		tileChain:            bits&tuningTileChain != 0,
 	}
 	if !training && bits&tuningServedKernels != 0 {
 		t.kernels = kernelsStored

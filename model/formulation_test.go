@@ -114,34 +114,87 @@ func TestTunedTrainingAgrees(t *testing.T) {
 		// halfMask draws another (equally distributed) DropConnect mask than
 		// RandomBernoulli; TestHalfMask checks it.
 		for i, bits := range []int{0, tuningAll &^ tuningDropConnectBits} {
-			m := newTunedOpts(t, b, name, bits, o)
-			before := trainableValues(t, m)
-			if _, err := m.TrainStep(context.Background(), trainBatch(images, 4, len(o.Classes)), 0.01, 0.9); err != nil {
-				t.Fatal(err)
+			moves[i] = stepMoves(t, newTunedOpts(t, b, name, bits, o), images, 4)
+		}
+		compareMoves(t, name+", tuned", moves[0], moves[1])
+	}
+}
+
+// stepMoves is how far one training step on the n images moves each of
+// m's trainable variables, by path.
+func stepMoves(t *testing.T, m *Model, images []float32, n int) map[string][]float32 {
+	t.Helper()
+	before := trainableValues(t, m)
+	if _, err := m.TrainStep(context.Background(), trainBatch(images, n, len(m.opts.Classes)), 0.01, 0.9); err != nil {
+		t.Fatal(err)
+	}
+	moves := trainableValues(t, m)
+	for path, after := range moves {
+		for j := range after {
+			after[j] -= before[path][j]
+		}
+	}
+	return moves
+}
+
+// compareMoves fails unless every variable moved as in want (the reference
+// formulation's step), within 2e-3 of its largest move, and moved at all.
+func compareMoves(t *testing.T, what string, want, got map[string][]float32) {
+	t.Helper()
+	for path, w := range want {
+		g, scale := got[path], 0.0
+		for _, v := range w {
+			scale = max(scale, math.Abs(float64(v)))
+		}
+		if scale == 0 {
+			t.Errorf("%s %s: the reference step does not move it", what, path)
+			continue
+		}
+		for j := range w {
+			if d := math.Abs(float64(g[j] - w[j])); d > 2e-3*scale {
+				t.Errorf("%s %s[%d]: moved %g, %g in the reference (largest move %g)", what, path, j, g[j], w[j], scale)
+				break
 			}
-			moves[i] = trainableValues(t, m)
-			for path, after := range moves[i] {
-				for j := range after {
-					after[j] -= before[path][j]
+		}
+	}
+}
+
+// TestTileChainAgrees checks that conv3 and conv4 handing the next
+// convolution their activations in the tile layout (tuningTileChain)
+// predicts bit for bit what gathering the tiles from pixels does, the
+// maps' sides multiples of the tile side or not (15x15 for F(4x4) and
+// F(2x2) at full size, model4's 10x10, model2's 7x7), and that a training
+// step moves every variable as it did, within float32 rounding (the
+// gradients add in another order).
+func TestTileChainAgrees(t *testing.T) {
+	b := testBackend(t)
+	for _, tc := range []struct {
+		variant string
+		batches []int
+	}{
+		{"model1", []int{1, 16}},
+		{"model4", []int{4}},
+		{"model2", []int{1, 16}},
+	} {
+		pixels := newTuned(t, b, tc.variant, tuningAll&^tuningTileChain)
+		chained := newTuned(t, b, tc.variant, tuningAll)
+		for _, n := range tc.batches {
+			images := randomImagesOfSide(n, ImageSize)
+			want, got := predictBoth(t, pixels, chained, images, n)
+			for i := range want {
+				if !slices.Equal(got[i], want[i]) {
+					t.Fatalf("%s, batch %d, image %d: chained tiles predict %v; from pixels %v", tc.variant, n, i, got[i], want[i])
 				}
 			}
 		}
-		for path, want := range moves[0] {
-			got, scale := moves[1][path], 0.0
-			for _, w := range want {
-				scale = max(scale, math.Abs(float64(w)))
-			}
-			if scale == 0 {
-				t.Errorf("%s %s: the straightforward step does not move it", name, path)
-				continue
-			}
-			for j := range want {
-				if d := math.Abs(float64(got[j] - want[j])); d > 2e-3*scale {
-					t.Errorf("%s %s[%d]: moved %g tuned, %g straightforward (largest move %g)", name, path, j, got[j], want[j], scale)
-					break
-				}
-			}
-		}
+	}
+	// 67 pixels: conv3-5's maps are 5x5, F(2x2) tiles cover 6x6.
+	o := Options{Classes: []string{"a", "b", "c"}, ImageSize: 67}
+	images := randomImagesOfSide(4, 67)
+	for _, name := range []string{"model1", "model5"} {
+		want := stepMoves(t, newTunedOpts(t, b, name, tuningAll&^tuningTileChain&^tuningDropConnectBits, o), images, 4)
+		got := stepMoves(t, newTunedOpts(t, b, name, tuningAll&^tuningDropConnectBits, o), images, 4)
+		compareMoves(t, name+", chained tiles", want, got)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads best with the ops unqualified
 	"github.com/gomlx/gomlx/core/tensors"
 	gmx "github.com/gomlx/gomlx/ml/model"
+	"github.com/gomlx/gomlx/support/exceptions"
 )
 
 // Layer formulations. The pure-Go backend runs its built-in convolution as a
@@ -152,6 +153,10 @@ type tuning struct {
 	hostTiles bool
 	// tiles, for conv1 only: its input is those tiles, laid out so.
 	tiles *tileGather
+	// tileChain: conv3 and conv4 hand the next convolution their
+	// activations in Winograd's tile layout where both take the same
+	// tiles, see chainedTiles.
+	tileChain bool
 }
 
 // kernelMode says where a graph's Winograd convolutions get their
@@ -946,14 +951,41 @@ func truncatedNormal(stddev float64) func(r *rand.Rand, flat []float32) {
 // window's first arg-max where its maximum (plus bias) is positive, and
 // both are zero where it is not.
 func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride int, impl, poolImpl string, t tuning) *Node {
-	cin := x.Shape().Dimensions[3]
+	return convLayerOn(scope, convOut{y: x}, filters, kernel, stride, poolStride, impl, poolImpl, t, 0).y
+}
+
+// convLayerOn is convLayer on in: pixels (in.m == 0, in.y NHWC) or the
+// previous layer's activation in Winograd's tile layout, which a stride-1
+// Winograd convolution with the same tiles reads directly (chainedTiles).
+// With keep > 0, no pool, and F(keep x keep) taken, the activation stays
+// in the tile layout for the next layer, the pixels past the map zeros
+// (tileBias); otherwise it is in pixels (m == 0).
+func convLayerOn(scope *gmx.Scope, in convOut, filters, kernel, stride, poolStride int, impl, poolImpl string, t tuning, keep int) convOut {
+	x := in.y
+	d := x.Shape().Dimensions
+	cin := d[len(d)-1]
 	if t.tiles != nil {
 		cin = t.tiles.ch
 	}
 	w := variable(scope, "weights", shapes.Make(dtypes.Float32, kernel, kernel, cin, filters), uniformScaling(kernel*kernel*cin))
 	b := variable(scope, "biases", shapes.Make(dtypes.Float32, filters), nil)
 	g := x.Graph()
-	out := conv2DUncut(x, w.ValueGraph(g), stride, impl, t, t.kernelsFor(scope))
+	var out convOut
+	if in.m > 0 {
+		r := kernel
+		u := t.kernelsFor(scope).transformed(w.ValueGraph(g), in.m, t.customGrad)
+		y := winogradProducts(chainedTiles(x, (r-1)/2, t.customGrad && t.tileGrad), u, in.m, r, d[2], d[3], d[4], t)
+		out = convOut{y, in.oh, in.ow, in.m}
+	} else {
+		out = conv2DUncut(x, w.ValueGraph(g), stride, impl, t, t.kernelsFor(scope))
+	}
+	relu := relu
+	if t.customGrad {
+		relu = reluVJP
+	}
+	if keep > 0 && out.m == keep && poolStride == 0 {
+		return convOut{relu(Add(out.y, tileBias(b.ValueGraph(g), out))), out.oh, out.ow, out.m}
+	}
 	var y *Node
 	switch {
 	case poolStride > 0 && t.poolFirst && t.poolTiles && out.m > 0 && poolImpl == PoolSlices &&
@@ -965,16 +997,108 @@ func convLayer(scope *gmx.Scope, x *Node, filters, kernel, stride, poolStride in
 			y = maxPool3(y, poolStride, poolImpl, t)
 		}
 	}
-	y = Add(y, ExpandLeftToRank(b.ValueGraph(g), 4))
-	if t.customGrad {
-		y = reluVJP(y)
-	} else {
-		y = relu(y)
-	}
+	y = relu(Add(y, ExpandLeftToRank(b.ValueGraph(g), 4)))
 	if poolStride > 0 && !t.poolFirst {
 		y = maxPool3(y, poolStride, poolImpl, t)
 	}
-	return y
+	return convOut{y: y}
+}
+
+// tileBias is a convolution's bias b [c] for its output in the tile layout
+// (out.y [m, m, n, th, tw, c]): [m, m, 1, th, tw, c], -1e30 instead at the
+// pixels past the map that the tiles cover where its sides are not
+// multiples of m, so that the ReLU after it makes them zeros, the 'SAME'
+// padding the next layer's tiles read there (chainedTiles).
+func tileBias(b *Node, out convOut) *Node {
+	d := out.y.Shape().Dimensions
+	m, th, tw, c := d[0], d[3], d[4], d[5]
+	b = Reshape(b, 1, 1, 1, 1, 1, c)
+	if out.oh%m == 0 && out.ow%m == 0 {
+		return b
+	}
+	off := make([]float32, m*m*th*tw)
+	for i := range off {
+		dy, dx, ti, tj := i/(m*th*tw), i/(th*tw)%m, i/tw%th, i%tw
+		if m*ti+dy >= out.oh || m*tj+dx >= out.ow {
+			off[i] = -1e30
+		}
+	}
+	dims := []int{m, m, 1, th, tw, c}
+	offset := Reshape(Const(b.Graph(), off), m, m, 1, th, tw, 1)
+	return Add(BroadcastToDims(b, dims...), BroadcastToDims(offset, dims...))
+}
+
+// chainedTiles is the input tiles D [side², P·c] of a stride-1 'SAME'
+// Winograd convolution F(mxm, rxr), r = 2p+1, 2p <= m, laid out as
+// winogradTiles lays them out, taken from an input in the tile layout y
+// [m, m, n, th, tw, c] whose pixels past the map are zeros (tileBias).
+// Tile t's row i is pixel m·t+i-p: rows p to p+m-1 are tile t's own rows,
+// the p before them the last p rows of tile t-1 and the p after them the
+// first p of tile t+1, zeros before the first tile and past the last (the
+// 'SAME' padding). So D is y with p rows of its neighbours concatenated on
+// each side, rows then columns: slices of 2p/m of the map and block
+// copies, where gathering from pixels transposes the map to pixels, cuts
+// and pads it, and takes side² strided slices (all element by element but
+// the pad). With customGrad each side's gradient adds the neighbours'
+// rows back onto the tile's own (GoMLX's pads every part of the
+// concatenation back to the whole and adds them).
+func chainedTiles(y *Node, p int, customGrad bool) *Node {
+	if m := y.Shape().Dimensions[0]; 2*p > m {
+		exceptions.Panicf("chainedTiles: %d rows of padding for tiles of side %d", p, m)
+	}
+	for _, ax := range [][2]int{{0, 3}, {1, 4}} {
+		y = withNeighbourRows(y, ax[0], ax[1], p, customGrad)
+	}
+	d := y.Shape().Dimensions
+	return Reshape(y, d[0]*d[1], y.Shape().Size()/(d[0]*d[1]))
+}
+
+// withNeighbourRows is y (in the tile layout: the m rows of each tile
+// along axis a, the tiles along axis b) with the last p rows of the tile
+// before concatenated before each tile's rows and the first p of the tile
+// after past them (see chainedTiles).
+func withNeighbourRows(y *Node, a, b, p int, customGrad bool) *Node {
+	m := y.Shape().Dimensions[a]
+	forward := func(in []*Node) *Node {
+		return Concatenate([]*Node{shiftedRows(in[0], a, b, m-p, m, true), in[0], shiftedRows(in[0], a, b, 0, p, false)}, a)
+	}
+	if !customGrad {
+		return forward([]*Node{y})
+	}
+	return withVJP([]*Node{y}, forward, func(_ []*Node, _, v *Node) []*Node {
+		// v has m+2p rows: the tile before's, then the tile's own (p to
+		// p+m-1), then the tile after's. Own rows 0 to p-1 were also the
+		// rows after the tile before; m-p to m-1 the rows before the tile
+		// after.
+		parts := []*Node{Add(sliceAxis(v, a, p, 2*p), shiftedRows(v, a, b, m+p, m+2*p, true))}
+		if m > 2*p {
+			parts = append(parts, sliceAxis(v, a, 2*p, m))
+		}
+		parts = append(parts, Add(sliceAxis(v, a, m, m+p), shiftedRows(v, a, b, 0, p, false)))
+		return []*Node{Concatenate(parts, a)}
+	})
+}
+
+// shiftedRows is rows from to to (axis a) of every tile of x along axis
+// b, each tile's taken from the tile before it (down) or after it, zeros
+// where there is none.
+func shiftedRows(x *Node, a, b, from, to int, down bool) *Node {
+	nt := x.Shape().Dimensions[b]
+	if nt == 1 {
+		dims := slices.Clone(x.Shape().Dimensions)
+		dims[a] = to - from
+		return Zeros(x.Graph(), shapes.Make(x.DType(), dims...))
+	}
+	specs := wholeAxes(x.Rank())
+	specs[a] = AxisRange(from, to)
+	pad := [2]int{0, 1}
+	if down {
+		specs[b] = AxisRange(0, nt-1)
+		pad = [2]int{1, 0}
+	} else {
+		specs[b] = AxisRange(1, nt)
+	}
+	return padAxes(Slice(x, specs...), [2]int{b, b}, [2][2]int{pad, {}}, 0)
 }
 
 // denseLayer is x·W + b with W [in, out], regularised as asked: dropout on its
