@@ -14,7 +14,11 @@ ADDR=${ADDR:-127.0.0.1:50091}
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-img=$(find "$DATA/sunflower" -name '*.jpg' | sort | head -1)
+# The first sunflower (a glob sorts): `find | sort | head -1` could end with
+# SIGPIPE in sort, which pipefail turns into the script's exit (141).
+imgs=("$DATA"/sunflower/*.jpg)
+img=${imgs[0]}
+[[ -f $img ]] || { echo "no sunflower JPEGs under $DATA (set FLOWERD_DATA)" >&2; exit 1; }
 printf '{"variant":"%s","top_k":5,"images":[{"name":"sunflower.jpg","data":"%s"}]}' "$VARIANT" "$(base64 -w0 "$img")" >"$work/req.json"
 
 echo "variant $VARIANT, $PER_CLIENT calls per client, one image per call, backend ${GOMLX_BACKEND:-go}"
