@@ -139,7 +139,7 @@ func alexNet(scope *gmx.Scope, images *Node, size int, training, record bool) *N
 	// the next one their activations in the tile layout where all take
 	// the same Winograd tiles.
 	chain := 0
-	if d := x.Shape().Dimensions; t.tileChain && convImpl == ConvIm2col {
+	if d := x.Shape().Dimensions; t.tileChain {
 		chain = t.winogradTile(3, d[0], d[1], d[2])
 	}
 	c := convLayerOn(scope.In("conv3"), convOut{y: x}, 384, 3, 1, 0, convImpl, poolImpl, t, chain)

@@ -49,6 +49,18 @@ func TestTunedNetworkAgrees(t *testing.T) {
 	}
 }
 
+// samePredictions fails unless other predicts bit for bit what ref does
+// for the n images; what names the case and the formulation.
+func samePredictions(t *testing.T, what string, ref, other *Model, images []float32, n int) {
+	t.Helper()
+	want, got := predictBoth(t, ref, other, images, n)
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			t.Fatalf("%s, batch %d, image %d: predicts %v; the reference %v", what, n, i, got[i], want[i])
+		}
+	}
+}
+
 // predictBoth is the class probabilities a and b predict for the same n
 // images.
 func predictBoth(t *testing.T, a, b *Model, images []float32, n int) (pa, pb [][]float32) {
@@ -180,12 +192,7 @@ func TestTileChainAgrees(t *testing.T) {
 		chained := newTuned(t, b, tc.variant, tuningAll)
 		for _, n := range tc.batches {
 			images := randomImagesOfSide(n, ImageSize)
-			want, got := predictBoth(t, pixels, chained, images, n)
-			for i := range want {
-				if !slices.Equal(got[i], want[i]) {
-					t.Fatalf("%s, batch %d, image %d: chained tiles predict %v; from pixels %v", tc.variant, n, i, got[i], want[i])
-				}
-			}
+			samePredictions(t, tc.variant+", chained tiles", pixels, chained, images, n)
 		}
 	}
 	// 67 pixels: conv3-5's maps are 5x5, F(2x2) tiles cover 6x6.
@@ -308,12 +315,7 @@ func TestServedKernelsAgree(t *testing.T) {
 	}
 	for _, n := range []int{1, 16} {
 		images := randomImages(n)
-		want, got := predictBoth(t, inGraph, stored, images, n)
-		for i := range want {
-			if !slices.Equal(got[i], want[i]) {
-				t.Fatalf("batch %d, image %d: stored kernels predict %v; in the graph %v", n, i, got[i], want[i])
-			}
-		}
+		samePredictions(t, "stored kernels", inGraph, stored, images, n)
 	}
 }
 
@@ -383,12 +385,7 @@ func TestHostTilesAgree(t *testing.T) {
 				t.Fatalf("%s, batch %d: conv1 takes no host tiles", tc.variant, n)
 			}
 			images := randomImagesOfSide(n, size)
-			want, got := predictBoth(t, inGraph, host, images, n)
-			for i := range want {
-				if !slices.Equal(got[i], want[i]) {
-					t.Fatalf("%s, batch %d, image %d: host tiles predict %v; in the graph %v", tc.variant, n, i, got[i], want[i])
-				}
-			}
+			samePredictions(t, tc.variant+", host tiles", inGraph, host, images, n)
 		}
 		if tc.o.ImageSize == 0 {
 			continue

@@ -750,7 +750,7 @@ func tilePoolPass(x *Node, a, b, m, s, size, pad int, customGrad bool) *Node {
 			if y == nil {
 				y = lowest
 			} else {
-				y = padAxes(y, [2]int{b - 1, b - 1}, [2][2]int{{k0, n - k1}, {0, 0}}, -math.MaxFloat32)
+				y = padAxis(y, b-1, k0, n-k1, -math.MaxFloat32)
 			}
 		}
 		return padAxisEnd(y, b-1, k-n)
@@ -793,7 +793,7 @@ func tilePoolPass(x *Node, a, b, m, s, size, pad int, customGrad bool) *Node {
 			}
 			sigma := (u+l)/l - 1 // ⌊u/l⌋ for u >= -l
 			rho := u - l*sigma
-			part := padAxes(sliceAxis(adj, b-1, k0, k1), [2]int{b - 1, b - 1}, [2][2]int{{k0 + sigma, kr - k1 - sigma}, {0, 0}}, 0)
+			part := padAxis(sliceAxis(adj, b-1, k0, k1), b-1, k0+sigma, kr-k1-sigma, 0)
 			if res[rho] == nil {
 				res[rho] = part
 			} else {
@@ -835,8 +835,11 @@ func tilePoolPass(x *Node, a, b, m, s, size, pad int, customGrad bool) *Node {
 }
 
 // padAxisEnd appends n zeros to axis axis of x.
-func padAxisEnd(x *Node, axis, n int) *Node {
-	return padAxes(x, [2]int{axis, axis}, [2][2]int{{0, n}, {0, 0}}, 0)
+func padAxisEnd(x *Node, axis, n int) *Node { return padAxis(x, axis, 0, n, 0) }
+
+// padAxis pads one axis of x with before and after constants.
+func padAxis(x *Node, axis, before, after int, value float64) *Node {
+	return padAxes(x, [2]int{axis, axis}, [2][2]int{{before, after}, {}}, value)
 }
 
 func gcd(a, b int) int {
@@ -1091,14 +1094,12 @@ func shiftedRows(x *Node, a, b, from, to int, down bool) *Node {
 	}
 	specs := wholeAxes(x.Rank())
 	specs[a] = AxisRange(from, to)
-	pad := [2]int{0, 1}
 	if down {
 		specs[b] = AxisRange(0, nt-1)
-		pad = [2]int{1, 0}
-	} else {
-		specs[b] = AxisRange(1, nt)
+		return padAxis(Slice(x, specs...), b, 1, 0, 0)
 	}
-	return padAxes(Slice(x, specs...), [2]int{b, b}, [2][2]int{pad, {}}, 0)
+	specs[b] = AxisRange(1, nt)
+	return padAxis(Slice(x, specs...), b, 0, 1, 0)
 }
 
 // denseLayer is x·W + b with W [in, out], regularised as asked: dropout on its
