@@ -53,10 +53,12 @@ const (
 	tuningEyeTranspose
 	tuningHostTiles
 	tuningTileChain
+	tuningHostTransform
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
 		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels |
-		tuningUpdateIdentity | tuningPoolTilesPadded | tuningEyeTranspose | tuningHostTiles | tuningTileChain
+		tuningUpdateIdentity | tuningPoolTilesPadded | tuningEyeTranspose | tuningHostTiles | tuningTileChain |
+		tuningHostTransform
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -192,6 +194,7 @@ func tuningOf(scope *gmx.Scope, training bool) tuning {
 		eyeTranspose:         bits&tuningEyeTranspose != 0,
 		hostTiles:            bits&tuningHostTiles != 0,
 		tileChain:            bits&tuningTileChain != 0,
+		hostTransform:        bits&tuningHostTransform != 0,
 	}
 	if !training && bits&tuningServedKernels != 0 {
 		t.kernels = kernelsStored

@@ -148,3 +148,21 @@ func trainBatch(images []float32, n, classes int) dataset.Batch {
 	}
 	return bt
 }
+
+// BenchmarkHostTiles times the host's share of conv1 for 16 full-size
+// images: gathering its Winograd tiles (tuningHostTiles), and gathering
+// and transforming them (tuningHostTransform), on every core.
+func BenchmarkHostTiles(b *testing.B) {
+	images := randomImagesOfSide(16, ImageSize)
+	for _, transform := range []bool{false, true} {
+		t := tuning{spaceToDepth: true, spaceToDepthWinograd: true, winograd: true, winograd4: true,
+			hostTiles: true, hostTransform: transform}
+		g := t.conv1Tiles(16, ImageSize)
+		out := make([]float32, 36*g.n*g.th*g.tw*g.cin)
+		b.Run(map[bool]string{false: "gather", true: "transform"}[transform], func(b *testing.B) {
+			for b.Loop() {
+				g.gather(out, images)
+			}
+		})
+	}
+}

@@ -362,24 +362,30 @@ func TestUpdateIdentityAgrees(t *testing.T) {
 	}
 }
 
+// hostTileCases are the variants, options and batches the host's tiles
+// are checked on: full size (batch 1 and 16), and small images where
+// batch 1 takes F(2x2) and batch 4 F(4x4).
+var hostTileCases = []struct {
+	variant string
+	o       Options
+	batches []int
+}{
+	{"model2", Options{}, []int{1, 16}},
+	{"model1", Options{Classes: []string{"a", "b", "c"}, ImageSize: 67}, []int{1, 4}},
+}
+
 // TestHostTilesAgree checks that conv1's Winograd tiles gathered on the
-// host (tuningHostTiles) leave inference and training bit for bit as the
+// host (tuningHostTiles, without tuningHostTransform, which
+// TestHostTransformAgrees checks) leave inference and training bit for bit as the
 // in-graph gather has them: the same predictions at full size (batch 1 and
 // 16) and on small images where batch 1 takes F(2x2) and batch 4 F(4x4),
 // and the same state after two training steps.
 func TestHostTilesAgree(t *testing.T) {
 	b := testBackend(t)
-	for _, tc := range []struct {
-		variant string
-		o       Options
-		batches []int
-	}{
-		{"model2", Options{}, []int{1, 16}},
-		{"model1", Options{Classes: []string{"a", "b", "c"}, ImageSize: 67}, []int{1, 4}},
-	} {
+	for _, tc := range hostTileCases {
 		size := cmp.Or(tc.o.ImageSize, ImageSize)
 		inGraph := newTunedOpts(t, b, tc.variant, tuningAll&^tuningHostTiles, tc.o)
-		host := newTunedOpts(t, b, tc.variant, tuningAll, tc.o)
+		host := newTunedOpts(t, b, tc.variant, tuningAll&^tuningHostTransform, tc.o)
 		for _, n := range tc.batches {
 			if tuningOf(host.store.RootScope(), false).conv1Tiles(n, size) == nil {
 				t.Fatalf("%s, batch %d: conv1 takes no host tiles", tc.variant, n)
@@ -411,4 +417,83 @@ func stateAfterSteps(t *testing.T, m *Model, images []float32, n, steps int) []b
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// TestHostTransformAgrees checks the host's Winograd transform of conv1's
+// tiles (tuningHostTransform): one tile, every channel, against (Bᵀ⊗Bᵀ)·d
+// in float64 for F(2x2) and F(4x4); and predictions against the graph's
+// transform at full size (batch 1 and 16) and on small images where batch
+// 1 takes F(2x2), within float32 rounding: the host sums in another order.
+// TestTunedNetworkAgrees and TestTunedTrainingAgrees cover it against the
+// straightforward formulation, training included.
+func TestHostTransformAgrees(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, f4 := range []bool{false, true} {
+		tu := tuning{spaceToDepth: true, spaceToDepthWinograd: true, winograd: true, winograd4: f4, hostTiles: true, hostTransform: true}
+		g := tu.conv1Tiles(map[bool]int{false: 1, true: 4}[f4], 67)
+		if g == nil || g.bt == nil || g.m != map[bool]int{false: 2, true: 4}[f4] {
+			t.Fatalf("F(4x4) %v: conv1 takes no host-transformed tiles of the form: %+v", f4, g)
+		}
+		a := g.side * g.side
+		d := make([]float32, a*g.cin)
+		for i := range d {
+			d[i] = r.Float32()*2 - 1
+		}
+		want := make([]float64, len(d))
+		bt := make([][]float64, g.side)
+		for i := range bt {
+			bt[i] = make([]float64, g.side)
+			for j := range bt[i] {
+				bt[i][j] = float64(g.bt[i*g.side+j])
+			}
+		}
+		for i, row := range kron(bt) {
+			for k, b := range row {
+				for c := range g.cin {
+					want[i*g.cin+c] += b * float64(d[k*g.cin+c])
+				}
+			}
+		}
+		check := func(how string, got []float32) {
+			t.Helper()
+			for i := range want {
+				if diff := math.Abs(float64(got[i]) - want[i]); diff > 1e-5*max(1, math.Abs(want[i])) {
+					t.Fatalf("F(%dx%d), %s, tile value %d: %v, want %v", g.m, g.m, how, i, got[i], want[i])
+				}
+			}
+		}
+		check("one value at a time", g.transform(make([]float32, len(d)), slices.Clone(d)))
+		// Written into a buffer of 3 tiles, as tile 1 of them.
+		out := make([]float32, 3*len(d))
+		if transformLanes(out, g.cin, 3*g.cin, slices.Clone(d), make([]float32, len(d)), g.lanes, g.side, g.cin) {
+			got := make([]float32, 0, len(d))
+			for k := range a {
+				got = append(got, out[(3*k+1)*g.cin:(3*k+2)*g.cin]...)
+			}
+			check("in SIMD lanes", got)
+		} else {
+			t.Logf("F(%dx%d): no SIMD lanes on this build, CPU or tile side", g.m, g.m)
+		}
+	}
+	b := testBackend(t)
+	for _, tc := range hostTileCases {
+		size := cmp.Or(tc.o.ImageSize, ImageSize)
+		inGraph := newTunedOpts(t, b, tc.variant, tuningAll&^tuningHostTransform, tc.o)
+		host := newTunedOpts(t, b, tc.variant, tuningAll, tc.o)
+		for _, n := range tc.batches {
+			if g := tuningOf(host.store.RootScope(), false).conv1Tiles(n, size); g == nil || g.bt == nil {
+				t.Fatalf("%s, batch %d: conv1 takes no host-transformed tiles", tc.variant, n)
+			}
+			images := randomImagesOfSide(n, size)
+			want, got := predictBoth(t, inGraph, host, images, n)
+			for i := range want {
+				for c := range want[i] {
+					if d := math.Abs(float64(got[i][c] - want[i][c])); d > 1e-5 {
+						t.Fatalf("%s, batch %d, image %d class %d: %v with the host's transform, %v with the graph's",
+							tc.variant, n, i, c, got[i][c], want[i][c])
+					}
+				}
+			}
+		}
+	}
 }

@@ -30,6 +30,13 @@ type tileGather struct {
 	m, side int // F(mxm, rxr) and its tile side m+r-1
 	th, tw  int // tiles per side
 	ch, cin int // the images' channels (3), and folded, s·s·ch
+	// bt is Winograd's Bᵀ for F(mxm, rxr), side x side, row-major, where
+	// the host also transforms the tiles (tuningHostTransform): then the
+	// tensor holds V = (Bᵀ⊗Bᵀ)·D, in D's layout, and the graph starts at
+	// the products. nil where the graph transforms them.
+	bt []float32
+	// lanes is bt with each entry repeated 16 times, for transformLanes.
+	lanes []float32
 }
 
 // conv1Tiles is the layout of conv1's tiles for n images of size x size
@@ -47,10 +54,22 @@ func (t tuning) conv1Tiles(n, size int) *tileGather {
 		return nil
 	}
 	th := (out + m - 1) / m
-	return &tileGather{
+	g := &tileGather{
 		n: n, size: size, s: s, r: r, before: before, oh: out, ow: out,
 		m: m, side: m + r - 1, th: th, tw: th, ch: 3, cin: s * s * 3,
 	}
+	if t.hostTransform {
+		_, _, bt := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
+		for _, row := range bt {
+			for _, v := range row {
+				g.bt = append(g.bt, float32(v))
+				for range 16 {
+					g.lanes = append(g.lanes, float32(v))
+				}
+			}
+		}
+	}
+	return g
 }
 
 // dims is the shape of the tiles.
@@ -67,8 +86,8 @@ func (g *tileGather) tensor(backend compute.Backend, images []float32) (*tensors
 	return t, err
 }
 
-// gather copies the tiles out of the images into out, which holds zeros,
-// one image per goroutine at a time.
+// gather writes the tiles of the images into out, one image per goroutine
+// at a time.
 func (g *tileGather) gather(out, images []float32) {
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -86,34 +105,98 @@ func (g *tileGather) gather(out, images []float32) {
 	wg.Wait()
 }
 
-// gatherImage writes image img's share of the tiles.
+// gatherImage writes image img's share of the tiles, one tile at a time:
+// gathered into a scratch tile (and transformed there, with bt), then
+// copied to its side² places.
 func (g *tileGather) gatherImage(out, images []float32, img int) {
+	a := g.side * g.side
+	tile := make([]float32, a*g.cin)
+	var tmp []float32
+	if g.bt != nil {
+		tmp = make([]float32, a*g.cin)
+	}
+	tiles := g.n * g.th * g.tw
+	for ti := range g.th {
+		for tj := range g.tw {
+			g.gatherTile(tile, images, img, ti, tj)
+			p := (img*g.th+ti)*g.tw + tj
+			v := tile
+			if g.bt != nil {
+				if transformLanes(out, p*g.cin, tiles*g.cin, tile, tmp, g.lanes, g.side, g.cin) {
+					continue
+				}
+				v = g.transform(tmp, tile)
+			}
+			for k := range a {
+				copy(out[(k*tiles+p)*g.cin:(k*tiles+p+1)*g.cin], v[k*g.cin:(k+1)*g.cin])
+			}
+		}
+	}
+}
+
+// gatherTile writes tile (ti, tj) of image img into tile, [side, side,
+// cin]: pixel (i, j) at (i·side+j)·cin, zeros outside the image.
+func (g *tileGather) gatherTile(tile, images []float32, img, ti, tj int) {
+	clear(tile)
 	ch := g.ch
 	run := g.s * ch // (dx, ch) of one folded pixel: contiguous in the image
 	row := g.size * ch
 	src := images[img*g.size*row : (img+1)*g.size*row]
 	for i := range g.side {
 		for j := range g.side {
-			for ti := range g.th {
-				for tj := range g.tw {
-					dst := ((((i*g.side+j)*g.n+img)*g.th+ti)*g.tw + tj) * g.cin
-					x0 := g.s*(g.m*tj+j) - g.before // first pixel column of the run
-					for dy := range g.s {
-						y := g.s*(g.m*ti+i) + dy - g.before
-						if y < 0 || y >= g.size {
-							continue // zeros
-						}
-						d := out[dst+dy*run : dst+(dy+1)*run]
-						if x0 >= 0 && x0+g.s <= g.size {
-							copy(d, src[y*row+x0*ch:y*row+(x0+g.s)*ch])
-							continue
-						}
-						for dx := range g.s {
-							if x := x0 + dx; x >= 0 && x < g.size {
-								copy(d[dx*ch:(dx+1)*ch], src[y*row+x*ch:y*row+(x+1)*ch])
-							}
-						}
+			dst := (i*g.side + j) * g.cin
+			x0 := g.s*(g.m*tj+j) - g.before // first pixel column of the run
+			for dy := range g.s {
+				y := g.s*(g.m*ti+i) + dy - g.before
+				if y < 0 || y >= g.size {
+					continue // zeros
+				}
+				d := tile[dst+dy*run : dst+(dy+1)*run]
+				if x0 >= 0 && x0+g.s <= g.size {
+					from := src[y*row+x0*ch : y*row+(x0+g.s)*ch]
+					if run == 12 { // conv1's: moved inline, not by a call to memmove
+						*(*[12]float32)(d) = *(*[12]float32)(from)
+					} else {
+						copy(d, from)
 					}
+					continue
+				}
+				for dx := range g.s {
+					if x := x0 + dx; x >= 0 && x < g.size {
+						copy(d[dx*ch:(dx+1)*ch], src[y*row+x*ch:y*row+(x+1)*ch])
+					}
+				}
+			}
+		}
+	}
+}
+
+// transform is Bᵀ·d·B of one tile d [side, side, cin], each channel on its
+// own, as two passes of side-point transforms (2·side³ multiply-adds per
+// channel where (Bᵀ⊗Bᵀ)·d takes side⁴), skipping Bᵀ's zeros: along the
+// rows into tmp, then along the columns back into d, which it returns.
+func (g *tileGather) transform(tmp, d []float32) []float32 {
+	g.mix(tmp, d, 1, g.side)
+	g.mix(d, tmp, g.side, 1)
+	return d
+}
+
+// mix writes dst's pixel o·outer + j·inner = Σ_l Bᵀ[j, l]·src's pixel
+// o·outer + l·inner, for every o and j < side: Bᵀ applied along the axis
+// of stride inner (in pixels of cin values).
+func (g *tileGather) mix(dst, src []float32, inner, outer int) {
+	c := g.cin
+	for o := range g.side {
+		for j := range g.side {
+			d := dst[(o*outer+j*inner)*c : (o*outer+j*inner+1)*c]
+			clear(d)
+			for l, b := range g.bt[j*g.side : (j+1)*g.side] {
+				if b == 0 {
+					continue
+				}
+				x := src[(o*outer+l*inner)*c : (o*outer+l*inner+1)*c]
+				for i := range d {
+					d[i] += b * x[i]
 				}
 			}
 		}

@@ -151,6 +151,9 @@ type tuning struct {
 	// hostTiles: the host gathers conv1's Winograd tiles from the images
 	// (see tileGather), and the graphs take those.
 	hostTiles bool
+	// hostTransform: with hostTiles, the host also transforms them (V =
+	// (Bᵀ⊗Bᵀ)·D), see tileGather.transform.
+	hostTransform bool
 	// tiles, for conv1 only: its input is those tiles, laid out so.
 	tiles *tileGather
 	// tileChain: conv3 and conv4 hand the next convolution their
@@ -294,9 +297,14 @@ func (src kernelSource) transformed(kernel *Node, m int, customGrad bool) *Node 
 func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning, src kernelSource) convOut {
 	if g := t.tiles; g != nil {
 		// x is conv1's tiles, gathered on the host (tileGather) as the
-		// folded Winograd path below gathers them: the rest of that path.
+		// folded Winograd path below gathers them, and transformed there
+		// too where g.bt is set: the rest of that path.
 		u := src.transformed(spaceToDepthKernel(kernel, g.s), g.m, t.customGrad)
 		a := g.side * g.side
+		if g.bt != nil {
+			v := Reshape(x, a, x.Shape().Size()/(a*g.cin), g.cin)
+			return convOut{winogradMultiply(v, u, g.m, g.r, g.n, g.th, g.tw, t), g.oh, g.ow, g.m}
+		}
 		d := Reshape(x, a, x.Shape().Size()/a)
 		return convOut{winogradProducts(d, u, g.m, g.r, g.n, g.th, g.tw, t), g.oh, g.ow, g.m}
 	}
@@ -470,7 +478,7 @@ func winogradKernel(kernel *Node, m int, customGrad bool) *Node {
 	kd := kernel.Shape().Dimensions
 	r, cin, cout := kd[0], kd[2], kd[3]
 	_, g, _ := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
-	gg := ConvertDType(Const(kernel.Graph(), kron(g)), kernel.DType())
+	gg := winogradConst(kernel, kron(g))
 	u := constMatMul(gg, Reshape(kernel, r*r, cin*cout), customGrad)
 	return Reshape(u, (m+r-1)*(m+r-1), cin, cout)
 }
@@ -507,15 +515,25 @@ func winogradValid(x *Node, before [2]int, u *Node, m, r, oh, ow int, t tuning) 
 // V = (Bᵀ⊗Bᵀ)·D, the products with u, and Y = (Aᵀ⊗Aᵀ)·M, in the tile
 // layout [m, m, n, th, tw, cout].
 func winogradProducts(d, u *Node, m, r, n, th, tw int, t tuning) *Node {
-	gr := d.Graph()
-	cin, cout := u.Shape().Dimensions[1], u.Shape().Dimensions[2]
-	at, _, bt := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
-	constant := func(c [][]float64) *Node { return ConvertDType(Const(gr, c), d.DType()) }
-	a, p := (m+r-1)*(m+r-1), n*th*tw
-	v := constMatMul(constant(kron(bt)), d, t.customGrad)
-	prod := matMul(Reshape(v, a, p, cin), u, t)
-	y := constMatMul(constant(kron(at)), Reshape(prod, a, p*cout), t.customGrad)
+	_, _, bt := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
+	a, p, cin := (m+r-1)*(m+r-1), n*th*tw, u.Shape().Dimensions[1]
+	v := constMatMul(winogradConst(d, kron(bt)), d, t.customGrad)
+	return winogradMultiply(Reshape(v, a, p, cin), u, m, r, n, th, tw, t)
+}
+
+// winogradMultiply is winogradProducts from the transformed tiles V [a,
+// P, cin] on: the products with u and Y = (Aᵀ⊗Aᵀ)·M.
+func winogradMultiply(v, u *Node, m, r, n, th, tw int, t tuning) *Node {
+	at, _, _ := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
+	a, p, cout := (m+r-1)*(m+r-1), n*th*tw, u.Shape().Dimensions[2]
+	prod := matMul(v, u, t)
+	y := constMatMul(winogradConst(v, kron(at)), Reshape(prod, a, p*cout), t.customGrad)
 	return Reshape(y, m, m, n, th, tw, cout)
+}
+
+// winogradConst is the transform c as a constant of like's graph and dtype.
+func winogradConst(like *Node, c [][]float64) *Node {
+	return ConvertDType(Const(like.Graph(), c), like.DType())
 }
 
 // cropSpatial is the top-left h x w pixels of an NHWC tensor.
