@@ -54,11 +54,12 @@ const (
 	tuningHostTiles
 	tuningTileChain
 	tuningHostTransform
+	tuningNarrowPad
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
 		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels |
 		tuningUpdateIdentity | tuningPoolTilesPadded | tuningEyeTranspose | tuningHostTiles | tuningTileChain |
-		tuningHostTransform
+		tuningHostTransform | tuningNarrowPad
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -195,6 +196,7 @@ func tuningOf(scope *gmx.Scope, training bool) tuning {
 		hostTiles:            bits&tuningHostTiles != 0,
 		tileChain:            bits&tuningTileChain != 0,
 		hostTransform:        bits&tuningHostTransform != 0,
+		narrowPad:            bits&tuningNarrowPad != 0,
 	}
 	if !training && bits&tuningServedKernels != 0 {
 		t.kernels = kernelsStored

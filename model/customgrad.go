@@ -59,13 +59,29 @@ func withVJP(inputs []*Node, forward func(in []*Node) *Node, vjp func(in []*Node
 // [M,K]), whichever moves fewer elements: the first for im2col
 // convolutions (K > N), the second for dense layers (M is the small batch)
 // and Winograd's products. The transposes are swapLast's.
+//
+// With t.narrowPad, a product [M,K]·[K,N] of fewer than narrowN columns
+// (fc8's 17 classes) runs on b padded with zero columns to narrowN, and
+// its gradients are v·bᵀ and (vᵀ·a)ᵀ with every transpose explicit (a few
+// thousand values): the backend's matmul takes a path 10x slower for a
+// narrow right operand (fc8 forward at batch 16: 2.4 ms, 0.22 padded) and
+// 20x slower for a transposed-right product narrow on its contracting
+// axis (fc8's da at batch 32: 20 ms against 1.1), BenchmarkNarrowProduct.
 func matMul(a, b *Node, t tuning) *Node {
 	var batch []int
 	if a.Rank() == 3 {
 		batch = []int{0}
 	}
 	r := len(batch) // index of the first non-batch axis
-	forward := func(in []*Node) *Node { return DotGeneral(in[0], []int{r + 1}, batch, in[1], []int{r}, batch) }
+	n := b.Shape().Dimensions[r+1]
+	narrow := t.narrowPad && r == 0 && n < narrowN
+	forward := func(in []*Node) *Node {
+		if narrow {
+			y := DotGeneral(in[0], []int{r + 1}, batch, padAxis(in[1], r+1, 0, narrowN-n, 0), []int{r}, batch)
+			return sliceAxis(y, r+1, 0, n)
+		}
+		return DotGeneral(in[0], []int{r + 1}, batch, in[1], []int{r}, batch)
+	}
 	if !t.customGrad {
 		return forward([]*Node{a, b})
 	}
@@ -73,7 +89,13 @@ func matMul(a, b *Node, t tuning) *Node {
 	return withVJP([]*Node{a, b}, forward, func(in []*Node, _, v *Node) []*Node {
 		a, b := in[0], in[1]
 		m, k := a.Shape().Dimensions[r], a.Shape().Dimensions[r+1]
-		n := b.Shape().Dimensions[r+1]
+		if narrow {
+			// Transposed as they are: the identity's product would be
+			// the narrow transposed-right product again.
+			da := DotGeneral(v, []int{1}, nil, TransposeAllAxes(b, 1, 0), []int{0}, nil)
+			db := DotGeneral(TransposeAllAxes(v, 1, 0), []int{1}, nil, a, []int{0}, nil)
+			return []*Node{da, TransposeAllAxes(db, 1, 0)}
+		}
 		da := DotGeneral(v, []int{r + 1}, batch, b, []int{r + 1}, batch)
 		var db *Node
 		if m*n+k*n <= m*k {
@@ -84,6 +106,10 @@ func matMul(a, b *Node, t tuning) *Node {
 		return []*Node{da, db}
 	})
 }
+
+// narrowN is the width from which the backend's matmul takes its fast path
+// for the right operand's columns (matMul pads narrower ones to it).
+const narrowN = 32
 
 // eyeTransposeMax is the widest last axis swapLast moves by a product with
 // the identity. The backend transposes element by element, 4-9 ns per

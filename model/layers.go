@@ -154,6 +154,9 @@ type tuning struct {
 	// hostTransform: with hostTiles, the host also transforms them (V =
 	// (Bᵀ⊗Bᵀ)·D), see tileGather.transform.
 	hostTransform bool
+	// narrowPad: a product with fewer than narrowN columns pads them, see
+	// matMul.
+	narrowPad bool
 	// tiles, for conv1 only: its input is those tiles, laid out so.
 	tiles *tileGather
 	// tileChain: conv3 and conv4 hand the next convolution their

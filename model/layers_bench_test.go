@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gomlx/compute"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
 )
@@ -47,52 +48,84 @@ func BenchmarkConvForms(b *testing.B) {
 		}},
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	random := func(dims ...int) *tensors.Tensor {
-		n := 1
-		for _, d := range dims {
-			n *= d
-		}
-		flat := make([]float32, n)
-		for i := range flat {
-			flat[i] = float32(r.NormFloat64())
-		}
-		return tensors.FromFlatDataAndDimensions(flat, dims...)
-	}
 	for _, l := range layers {
-		x := random(l.batch, l.side, l.side, l.cin)
-		k := random(l.kernel, l.kernel, l.cin, l.cout)
+		x := randomTensor(r, l.batch, l.side, l.side, l.cin)
+		k := randomTensor(r, l.kernel, l.kernel, l.cin, l.cout)
 		for _, f := range forms {
 			for _, train := range []bool{false, true} {
-				mode := "infer"
-				if train {
-					mode = "train"
-				}
-				b.Run(fmt.Sprintf("%s/%s/%s", l.name, f.name, mode), func(b *testing.B) {
-					exec, err := NewExec(backend, func(x, k *Node) []*Node {
-						y := f.conv(x, k, train)
-						if !train {
-							return []*Node{y}
-						}
-						loss := ReduceAllSum(Mul(y, y))
-						return Gradient(loss, x, k)
-					})
-					if err != nil {
-						b.Fatal(err)
-					}
-					if _, err := exec.Exec(x, k); err != nil { // compile and warm up
-						b.Fatal(err)
-					}
-					for b.Loop() {
-						out, err := exec.Exec(x, k)
-						if err != nil {
-							b.Fatal(err)
-						}
-						for _, o := range out {
-							o.FinalizeAll()
-						}
-					}
+				b.Run(fmt.Sprintf("%s/%s/%s", l.name, f.name, modeName(train)), func(b *testing.B) {
+					benchLayer(b, backend, func(x, k *Node) *Node { return f.conv(x, k, train) }, train, x, k)
 				})
 			}
 		}
 	}
+}
+
+// BenchmarkNarrowProduct times fc8's product ([batch, 4096]·[4096, 17]),
+// forward (infer) and forward plus both gradients (train), as the backend
+// runs it and with matMul's narrowPad.
+func BenchmarkNarrowProduct(b *testing.B) {
+	backend := testBackend(b).b
+	r := rand.New(rand.NewPCG(3, 4))
+	w := randomTensor(r, 4096, NumClasses)
+	for _, batch := range []int{1, 16, 32} {
+		x := randomTensor(r, batch, 4096)
+		for _, pad := range []bool{false, true} {
+			for _, train := range []bool{false, true} {
+				t := tuning{customGrad: train, eyeTranspose: true, narrowPad: pad}
+				b.Run(fmt.Sprintf("b%d/pad=%v/%s", batch, pad, modeName(train)), func(b *testing.B) {
+					benchLayer(b, backend, func(x, w *Node) *Node { return matMul(x, w, t) }, train, x, w)
+				})
+			}
+		}
+	}
+}
+
+// modeName names a benchmark's mode: train or infer.
+func modeName(train bool) string {
+	if train {
+		return "train"
+	}
+	return "infer"
+}
+
+// benchLayer times layer(x, k), and with train its gradients for x and k
+// of the sum of its squares too.
+func benchLayer(b *testing.B, backend compute.Backend, layer func(x, k *Node) *Node, train bool, x, k *tensors.Tensor) {
+	exec, err := NewExec(backend, func(x, k *Node) []*Node {
+		y := layer(x, k)
+		if !train {
+			return []*Node{y}
+		}
+		return Gradient(ReduceAllSum(Mul(y, y)), x, k)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := exec.Exec(x, k); err != nil { // compile and warm up
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		out, err := exec.Exec(x, k)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, o := range out {
+			o.FinalizeAll()
+		}
+	}
+}
+
+// randomTensor is a float32 tensor of the given dimensions, normal values
+// drawn from r.
+func randomTensor(r *rand.Rand, dims ...int) *tensors.Tensor {
+	n := 1
+	for _, d := range dims {
+		n *= d
+	}
+	flat := make([]float32, n)
+	for i := range flat {
+		flat[i] = float32(r.NormFloat64())
+	}
+	return tensors.FromFlatDataAndDimensions(flat, dims...)
 }

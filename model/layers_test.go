@@ -275,6 +275,13 @@ func TestCustomGradientsAgree(t *testing.T) {
 		{"matMul dense-like", []int{3, 12}, []int{12, 7}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node { return matMul(x, w, tuning{customGrad: c, eyeTranspose: c}) }
 		}},
+		// Fewer than narrowN columns, padded, with explicit transposes.
+		{"matMul narrow, dense-like", []int{3, 12}, []int{12, 7}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node { return matMul(x, w, tuning{customGrad: c, eyeTranspose: c, narrowPad: c}) }
+		}},
+		{"matMul narrow, conv-like", []int{20, 9}, []int{9, 4}, func(c bool) func(x, w *Node) *Node {
+			return func(x, w *Node) *Node { return matMul(x, w, tuning{customGrad: c, eyeTranspose: c, narrowPad: c}) }
+		}},
 		{"conv2D 3x3/1", []int{2, 6, 5, 3}, []int{3, 3, 3, 4}, func(c bool) func(x, w *Node) *Node {
 			return func(x, w *Node) *Node { return conv2D(x, w, 1, ConvIm2col, tuning{customGrad: c, spaceToDepth: c}) }
 		}},
