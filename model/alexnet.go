@@ -55,11 +55,12 @@ const (
 	tuningTileChain
 	tuningHostTransform
 	tuningNarrowPad
+	tuningAlignedPool
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
 		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels |
 		tuningUpdateIdentity | tuningPoolTilesPadded | tuningEyeTranspose | tuningHostTiles | tuningTileChain |
-		tuningHostTransform | tuningNarrowPad
+		tuningHostTransform | tuningNarrowPad | tuningAlignedPool
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -126,9 +127,9 @@ func alexNet(scope *gmx.Scope, images *Node, size int, training, record bool) *N
 	}
 
 	x := images
-	t1 := t // conv1's
+	t1 := t.conv1(scope)
 	if x.Rank() == 6 {
-		t1.tiles = t.conv1Tiles(x.Shape().Dimensions[2], size)
+		t1.tiles = t1.conv1Tiles(x.Shape().Dimensions[2], size)
 		if t1.tiles == nil || !slices.Equal(t1.tiles.dims(), x.Shape().Dimensions) {
 			exceptions.Panicf("alexNet: input %s is not conv1's tiles of %dx%d images", x.Shape(), size, size)
 		}
@@ -197,6 +198,7 @@ func tuningOf(scope *gmx.Scope, training bool) tuning {
 		tileChain:            bits&tuningTileChain != 0,
 		hostTransform:        bits&tuningHostTransform != 0,
 		narrowPad:            bits&tuningNarrowPad != 0,
+		alignedPool:          !training && bits&tuningAlignedPool != 0,
 	}
 	if !training && bits&tuningServedKernels != 0 {
 		t.kernels = kernelsStored

@@ -259,7 +259,8 @@ func (m *Model) inputShape(n int) shapes.Shape {
 	return shapes.Make(dtypes.Float32, n, m.opts.ImageSize, m.opts.ImageSize, 3)
 }
 
-// batchInput is what the graphs of store take for n images (NHWC float32,
+// batchInput is what the graphs of store, training or inference ones (their
+// conv1 can take other tiles: tuning.conv1), take for n images (NHWC float32,
 // n·size·size·3 values): conv1's Winograd tiles, gathered here, where the
 // store's formulation has the host gather them (tileGather), else the
 // images themselves. It is an Exec argument that donates its buffer: the
@@ -268,10 +269,10 @@ func (m *Model) inputShape(n int) shapes.Shape {
 // and copies (29 ms of model1's 555 ms at batch 16, node profiler). The
 // tiles are gathered straight into a buffer the backend shares, where it
 // has them, so nothing copies them on the way in.
-func (m *Model) batchInput(store *gmx.Store, images []float32, n int) (any, error) {
+func (m *Model) batchInput(store *gmx.Store, images []float32, n int, training bool) (any, error) {
 	b := m.backend.b
 	var t *tensors.Tensor
-	if g := m.hostTiles(store, n); g != nil {
+	if g := m.hostTiles(store, n, training); g != nil {
 		var err error
 		if t, err = g.tensor(b, images); err != nil {
 			return nil, fmt.Errorf("conv1's tiles: %w", err)
@@ -287,22 +288,24 @@ func (m *Model) batchInput(store *gmx.Store, images []float32, n int) (any, erro
 }
 
 // batchShape is the shape of batchInput's tensor.
-func (m *Model) batchShape(store *gmx.Store, n int) shapes.Shape {
-	if g := m.hostTiles(store, n); g != nil {
+func (m *Model) batchShape(store *gmx.Store, n int, training bool) shapes.Shape {
+	if g := m.hostTiles(store, n, training); g != nil {
 		return shapes.Make(dtypes.Float32, g.dims()...)
 	}
 	return m.inputShape(n)
 }
 
-// hostTiles is the layout of conv1's tiles for n images where the graphs
-// of store take them, else nil.
-func (m *Model) hostTiles(store *gmx.Store, n int) *tileGather {
-	return tuningOf(store.RootScope(), false).conv1Tiles(n, m.opts.ImageSize)
+// hostTiles is the layout of conv1's tiles for n images where the
+// training graphs (training set) or the inference graphs of store take
+// them, else nil.
+func (m *Model) hostTiles(store *gmx.Store, n int, training bool) *tileGather {
+	root := store.RootScope()
+	return tuningOf(root, training).conv1(root).conv1Tiles(n, m.opts.ImageSize)
 }
 
 func (m *Model) compileStep(batch int) error {
 	return catch("compile training step", func() error {
-		_, err := m.stepExec.Compile(m.batchShape(m.store, batch), shapes.Make(dtypes.Int32, batch),
+		_, err := m.stepExec.Compile(m.batchShape(m.store, batch, true), shapes.Make(dtypes.Int32, batch),
 			shapes.Make(dtypes.Float32, batch), shapes.Make(dtypes.Float32), shapes.Make(dtypes.Float32))
 		return err
 	})
@@ -489,7 +492,7 @@ func (s *Served) Predict(ctx context.Context, images []float32, n int) ([][]floa
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	x, err := m.batchInput(s.store, images, n) // gathered before taking the lock
+	x, err := m.batchInput(s.store, images, n, false) // gathered before taking the lock
 	if err != nil {
 		return nil, err
 	}

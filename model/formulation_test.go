@@ -298,8 +298,9 @@ func TestServedKernelsAgree(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
+	// conv1 takes F(3x3), aligned with its stride-3 pool (tuning.conv1);
 	// conv3-5 take F(2x2) at batch 1 and F(4x4) at batch 16.
-	want := []string{"/conv1/winograd_kernel_m4", "/conv2/winograd_kernel_m4",
+	want := []string{"/conv1/winograd_kernel_m3", "/conv2/winograd_kernel_m4",
 		"/conv3/winograd_kernel_m2", "/conv3/winograd_kernel_m4", "/conv4/winograd_kernel_m2", "/conv4/winograd_kernel_m4",
 		"/conv5/winograd_kernel_m2", "/conv5/winograd_kernel_m4"}
 	if !slices.Equal(names, want) {
@@ -387,7 +388,7 @@ func TestHostTilesAgree(t *testing.T) {
 		inGraph := newTunedOpts(t, b, tc.variant, tuningAll&^tuningHostTiles, tc.o)
 		host := newTunedOpts(t, b, tc.variant, tuningAll&^tuningHostTransform, tc.o)
 		for _, n := range tc.batches {
-			if tuningOf(host.store.RootScope(), false).conv1Tiles(n, size) == nil {
+			if tuningOf(host.store.RootScope(), false).conv1(host.store.RootScope()).conv1Tiles(n, size) == nil {
 				t.Fatalf("%s, batch %d: conv1 takes no host tiles", tc.variant, n)
 			}
 			images := randomImagesOfSide(n, size)
@@ -421,18 +422,27 @@ func stateAfterSteps(t *testing.T, m *Model, images []float32, n, steps int) []b
 
 // TestHostTransformAgrees checks the host's Winograd transform of conv1's
 // tiles (tuningHostTransform): one tile, every channel, against (Bᵀ⊗Bᵀ)·d
-// in float64 for F(2x2) and F(4x4); and predictions against the graph's
+// in float64 for F(2x2), F(3x3) and F(4x4); and predictions against the graph's
 // transform at full size (batch 1 and 16) and on small images where batch
 // 1 takes F(2x2), within float32 rounding: the host sums in another order.
 // TestTunedNetworkAgrees and TestTunedTrainingAgrees cover it against the
 // straightforward formulation, training included.
 func TestHostTransformAgrees(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, f4 := range []bool{false, true} {
-		tu := tuning{spaceToDepth: true, spaceToDepthWinograd: true, winograd: true, winograd4: f4, hostTiles: true, hostTransform: true}
-		g := tu.conv1Tiles(map[bool]int{false: 1, true: 4}[f4], 67)
-		if g == nil || g.bt == nil || g.m != map[bool]int{false: 2, true: 4}[f4] {
-			t.Fatalf("F(4x4) %v: conv1 takes no host-transformed tiles of the form: %+v", f4, g)
+	for _, c := range []struct {
+		m, n, size int
+		f4         bool // winograd4
+		alignTo    int
+	}{
+		{2, 1, 67, false, 0},
+		{4, 4, 67, true, 0},
+		{3, 1, 71, true, 3}, // conv1's map 18x18
+	} {
+		tu := tuning{spaceToDepth: true, spaceToDepthWinograd: true, winograd: true, winograd4: c.f4,
+			hostTiles: true, hostTransform: true, alignTo: c.alignTo}
+		g := tu.conv1Tiles(c.n, c.size)
+		if g == nil || g.bt == nil || g.m != c.m {
+			t.Fatalf("%+v: conv1 takes no host-transformed F(%dx%d) tiles: %+v", c, c.m, c.m, g)
 		}
 		a := g.side * g.side
 		d := make([]float32, a*g.cin)
@@ -481,7 +491,7 @@ func TestHostTransformAgrees(t *testing.T) {
 		inGraph := newTunedOpts(t, b, tc.variant, tuningAll&^tuningHostTransform, tc.o)
 		host := newTunedOpts(t, b, tc.variant, tuningAll, tc.o)
 		for _, n := range tc.batches {
-			if g := tuningOf(host.store.RootScope(), false).conv1Tiles(n, size); g == nil || g.bt == nil {
+			if g := tuningOf(host.store.RootScope(), false).conv1(host.store.RootScope()).conv1Tiles(n, size); g == nil || g.bt == nil {
 				t.Fatalf("%s, batch %d: conv1 takes no host-transformed tiles", tc.variant, n)
 			}
 			images := randomImagesOfSide(n, size)
@@ -491,6 +501,43 @@ func TestHostTransformAgrees(t *testing.T) {
 					if d := math.Abs(float64(got[i][c] - want[i][c])); d > 1e-5 {
 						t.Fatalf("%s, batch %d, image %d class %d: %v with the host's transform, %v with the graph's",
 							tc.variant, n, i, c, got[i][c], want[i][c])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestAlignedPoolAgrees checks that inference on F(3x3) tiles for conv1,
+// pooled a tile at a time (tuningAlignedPool), predicts what F(4x4) does,
+// within float32 rounding, at full size, batch 1 and 16, for a variant
+// whose first pool has stride 3 (model2) and one whose others do not
+// (model4); that training graphs keep F(4x4); and that stride-2 pools
+// (model1) keep it too.
+func TestAlignedPoolAgrees(t *testing.T) {
+	b := testBackend(t)
+	for _, tc := range []struct {
+		variant string
+		m       int // conv1's inference tiles
+	}{{"model2", 3}, {"model4", 3}, {"model1", 4}} {
+		aligned := newTuned(t, b, tc.variant, tuningAll)
+		root := aligned.store.RootScope()
+		for training, want := range map[bool]int{false: tc.m, true: 4} {
+			if g := tuningOf(root, training).conv1(root).conv1Tiles(16, ImageSize); g == nil || g.m != want {
+				t.Fatalf("%s, training %v: conv1's tiles %+v; want F(%dx%d)", tc.variant, training, g, want, want)
+			}
+		}
+		if tc.m != 3 {
+			continue
+		}
+		f4 := newTuned(t, b, tc.variant, tuningAll&^tuningAlignedPool)
+		for _, n := range []int{1, 16} {
+			images := randomImagesOfSide(n, ImageSize)
+			want, got := predictBoth(t, f4, aligned, images, n)
+			for i := range want {
+				for c := range want[i] {
+					if d := math.Abs(float64(got[i][c] - want[i][c])); d > 1e-5 {
+						t.Fatalf("%s, batch %d, image %d class %d: %v on F(3x3) tiles, %v on F(4x4)", tc.variant, n, i, c, got[i][c], want[i][c])
 					}
 				}
 			}

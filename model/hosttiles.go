@@ -35,7 +35,8 @@ type tileGather struct {
 	// tensor holds V = (Bᵀ⊗Bᵀ)·D, in D's layout, and the graph starts at
 	// the products. nil where the graph transforms them.
 	bt []float32
-	// lanes is bt with each entry repeated 16 times, for transformLanes.
+	// lanes is bt's rows padded with zeros to 6 entries, each entry
+	// repeated 16 times, for transformLanes.
 	lanes []float32
 }
 
@@ -49,7 +50,7 @@ func (t tuning) conv1Tiles(n, size int) *tileGather {
 	if !t.hostTiles || !t.spaceToDepth || !t.spaceToDepthWinograd {
 		return nil
 	}
-	m := t.winogradTile(r, n, out, out)
+	m := t.foldedTile(r, n, out, out)
 	if m == 0 {
 		return nil
 	}
@@ -61,10 +62,14 @@ func (t tuning) conv1Tiles(n, size int) *tileGather {
 	if t.hostTransform {
 		_, _, bt := winogradTransforms(m, r, winogradPoints[[2]int{m, r}])
 		for _, row := range bt {
-			for _, v := range row {
+			padded := make([]float32, max(len(row), 6))
+			for l, v := range row {
 				g.bt = append(g.bt, float32(v))
+				padded[l] = float32(v)
+			}
+			for _, v := range padded {
 				for range 16 {
-					g.lanes = append(g.lanes, float32(v))
+					g.lanes = append(g.lanes, v)
 				}
 			}
 		}

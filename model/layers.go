@@ -157,6 +157,13 @@ type tuning struct {
 	// narrowPad: a product with fewer than narrowN columns pads them, see
 	// matMul.
 	narrowPad bool
+	// alignedPool: inference graphs give conv1 F(3x3) tiles where its pool
+	// is 3x3 of stride 3, so that each pool window is one output tile, see
+	// tuning.conv1 and maxPoolAligned.
+	alignedPool bool
+	// alignTo, conv1's only: the output tile side that matches its pool's
+	// windows (tuning.conv1), 0 for none.
+	alignTo int
 	// tiles, for conv1 only: its input is those tiles, laid out so.
 	tiles *tileGather
 	// tileChain: conv3 and conv4 hand the next convolution their
@@ -251,6 +258,31 @@ func (t tuning) winogradTile(r, n, h, w int) int {
 	return 0
 }
 
+// conv1 is the tuning of conv1 in the network of scope: t, with alignTo
+// set where t.alignedPool and its pool (the first of ParamPoolStrides) is
+// 3x3 of stride 3.
+func (t tuning) conv1(scope *gmx.Scope) tuning {
+	if t.alignedPool && gmx.GetParamOr(scope, ParamPoolStrides, []int{2, 2, 2})[0] == 3 {
+		t.alignTo = 3
+	}
+	return t
+}
+
+// foldedTile is winogradTile for the stride-1 convolution space-to-depth
+// leaves of a strided one (conv1's): where t.alignTo is set and divides
+// the output's sides, F(alignTo x alignTo) instead of winogradTile's
+// choice, which is what a pool of window and stride alignTo reads
+// fastest: each of its windows one tile (maxPoolAligned). On models 2-5
+// at batch 16, F(3x3)'s pool reads 1.9x faster than F(4x4)'s, while its
+// products cost 11% more and its output transform 38% less.
+func (t tuning) foldedTile(r, n, oh, ow int) int {
+	m := t.winogradTile(r, n, oh, ow)
+	if a := t.alignTo; m > 0 && a > 0 && r == 3 && oh%a == 0 && ow%a == 0 {
+		return a
+	}
+	return m
+}
+
 // conv2D is a 'SAME'-padded 2-D convolution of an NHWC input with an HWIO
 // kernel.
 func conv2D(x, kernel *Node, stride int, impl string, t tuning) *Node {
@@ -343,7 +375,7 @@ func conv2DUncut(x, kernel *Node, stride int, impl string, t tuning, src kernelS
 	xp := padSpatial(x, [2]int{ph0, s*(oh+kph-1) - h - ph0}, [2]int{pw0, s*(ow+kpw-1) - w - pw0}, 0)
 	xs, ks := spaceToDepth(xp, s), spaceToDepthKernel(kernel, s)
 	// The stride-1 convolution left is Winograd's too when it has the tiles.
-	if m := t.winogradTile(kph, dims[0], oh, ow); m > 0 && t.spaceToDepthWinograd && kph == kpw {
+	if m := t.foldedTile(kph, dims[0], oh, ow); m > 0 && t.spaceToDepthWinograd && kph == kpw {
 		u := src.transformed(ks, m, t.customGrad)
 		return convOut{winogradValid(xs, [2]int{}, u, m, kph, oh, ow, t), oh, ow, m}
 	}
@@ -431,6 +463,7 @@ func winogradTransforms(m, r int, points []float64) (at, g, bt [][]float64) {
 var winogradPoints = map[[2]int][]float64{
 	{2, 3}: {0, 1, -1},
 	{4, 3}: {0, 1, -1, 2, -2},
+	{3, 3}: {0, 1, -1, -2}, // 4.2e-6 of the RMS, against 6.2e-6 with 2 instead of -2
 	{2, 5}: {0, 1, -1, 2, -2},
 	{4, 5}: {0, 1, -1, 2, -2, 0.5, -0.5},
 }
@@ -687,6 +720,25 @@ func poolReadsTiles(out convOut, s int) bool {
 	ph0, ph1, _ := samePadding(out.oh, 3, s)
 	pw0, pw1, _ := samePadding(out.ow, 3, s)
 	return ph0+ph1+pw0+pw1 == 0
+}
+
+// poolAligned reports whether maxPoolAligned can pool out with a 3x3
+// window of stride s: one output tile per window, none cut.
+func poolAligned(out convOut, s int) bool {
+	return out.m == 3 && s == 3 && out.oh%3 == 0 && out.ow%3 == 0
+}
+
+// maxPoolAligned is maxPool3 of stride 3 of a convolution's output in
+// Winograd's tile layout of F(3x3) tiles that the map's sides divide into
+// (poolAligned): the pool's windows are the tiles, which need no padding,
+// so the pooled map is the maximum over each tile's 3x3 pixels, the
+// tiles' first two axes, in pixels already: [n, th, tw, c]. Inference
+// only: its gradient, GoMLX's of a ReduceMax, splits between tied maxima
+// where Max's sends all of it to the first.
+func maxPoolAligned(out convOut) *Node {
+	d := out.y.Shape().Dimensions
+	y := Reshape(out.y, d[0]*d[1], d[2]*d[3]*d[4]*d[5])
+	return Reshape(ReduceMax(y, 0), d[2], d[3], d[4], d[5])
 }
 
 // maxPool3Tiles is maxPool3 of a convolution's output in Winograd's
@@ -1012,6 +1064,8 @@ func convLayerOn(scope *gmx.Scope, in convOut, filters, kernel, stride, poolStri
 	}
 	var y *Node
 	switch {
+	case poolStride > 0 && t.poolFirst && poolImpl == PoolSlices && !t.customGrad && poolAligned(out, poolStride):
+		y = maxPoolAligned(out)
 	case poolStride > 0 && t.poolFirst && t.poolTiles && out.m > 0 && poolImpl == PoolSlices &&
 		(poolReadsTiles(out, poolStride) || t.poolTilesPadded):
 		y = maxPool3Tiles(out, poolStride, t.customGrad)

@@ -510,6 +510,39 @@ func TestMaxPoolTilesAgrees(t *testing.T) {
 	}
 }
 
+// TestMaxPoolAlignedAgrees checks maxPoolAligned, a stride-3 pool of
+// F(3x3) tiles, against the pixel pool: the same values bit for bit, on
+// square and oblong maps (57x57 is conv1's), and that poolAligned takes
+// only those.
+func TestMaxPoolAlignedAgrees(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	for _, tc := range []struct{ h, w int }{{57, 57}, {9, 6}, {3, 3}} {
+		n, c := 2, 3
+		th, tw := tc.h/3, tc.w/3
+		out := func(y *Node) convOut { return convOut{y, tc.h, tc.w, 3} }
+		if !poolAligned(out(nil), 3) {
+			t.Fatalf("%+v: not aligned", tc)
+		}
+		x := randomValues(r, 9*n*th*tw*c)
+		pool := func(y *Node) *Node {
+			return maxPool3(cropSpatial(out(y).pixels(), tc.h, tc.w), 3, PoolSlices, tuning{})
+		}
+		want := eval(t, testBackend(t).b, pool, x, 3, 3, n, th, tw, c)
+		got := eval(t, testBackend(t).b, func(y *Node) *Node { return maxPoolAligned(out(y)) }, x, 3, 3, n, th, tw, c)
+		if !slices.Equal(got, want) {
+			t.Errorf("%dx%d: aligned pool %v, pixel pool %v", tc.h, tc.w, got, want)
+		}
+	}
+	for _, o := range []convOut{{m: 4, oh: 57, ow: 57}, {m: 3, oh: 57, ow: 56}, {m: 3, oh: 56, ow: 57}} {
+		if poolAligned(o, 3) {
+			t.Errorf("poolAligned(%+v, 3): want false", o)
+		}
+	}
+	if poolAligned(convOut{m: 3, oh: 57, ow: 57}, 2) {
+		t.Error("poolAligned at stride 2: want false")
+	}
+}
+
 // TestMaxPoolTilesPaddedAgrees checks maxPool3Tiles on pools that pad (a
 // stride-2 pool, or a stride-3 one on sides that are not 3k): the same
 // values as the pixel pool bit for bit, padding before and after, on F(4x4)

@@ -167,7 +167,7 @@ func TestPredictRejectsBadInput(t *testing.T) {
 func batchLoss(t *testing.T, m *Model, b dataset.Batch) float64 {
 	t.Helper()
 	n := len(b.Labels)
-	x, err := m.batchInput(m.store, b.Images, n)
+	x, err := m.batchInput(m.store, b.Images, n, false)
 	if err != nil {
 		t.Fatal(err)
 	}

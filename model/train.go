@@ -134,7 +134,7 @@ func (m *Model) step(b dataset.Batch, lr, momentum float64) (StepResult, error) 
 		}
 		rows += float64(b.Weights[i])
 	}
-	x, err := m.batchInput(m.store, b.Images, n)
+	x, err := m.batchInput(m.store, b.Images, n, true)
 	if err != nil {
 		return StepResult{}, err
 	}
@@ -222,7 +222,7 @@ func (m *Model) Train(ctx context.Context, ds *dataset.Dataset, o TrainOptions, 
 		if ds.Len(dataset.Val) > 0 {
 			ev, err := m.evaluate(ctx, func(images []float32, n, classes int) ([][]float32, error) {
 				// The training side's own executable.
-				x, err := m.batchInput(m.store, images, n)
+				x, err := m.batchInput(m.store, images, n, false)
 				if err != nil {
 					return nil, err
 				}
@@ -286,7 +286,7 @@ func (m *Model) Evaluate(ctx context.Context, ds *dataset.Dataset, split dataset
 	// One batch at a time holds the weights' executable, so Classify waits
 	// for at most one batch, not for the whole split.
 	ev, err := m.evaluate(ctx, func(images []float32, n, classes int) ([][]float32, error) {
-		x, err := m.batchInput(s.store, images, n) // gathered before taking the lock
+		x, err := m.batchInput(s.store, images, n, false) // gathered before taking the lock
 		if err != nil {
 			return nil, err
 		}
