@@ -56,11 +56,12 @@ const (
 	tuningHostTransform
 	tuningNarrowPad
 	tuningAlignedPool
+	tuningHostUpdate
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
 		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels |
 		tuningUpdateIdentity | tuningPoolTilesPadded | tuningEyeTranspose | tuningHostTiles | tuningTileChain |
-		tuningHostTransform | tuningNarrowPad | tuningAlignedPool
+		tuningHostTransform | tuningNarrowPad | tuningAlignedPool | tuningHostUpdate
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -105,7 +106,7 @@ const (
 // with 'SAME' padding everywhere. Dropout and DropConnect are active only
 // when training is true.
 func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
-	return alexNet(scope, images, images.Shape().Dimensions[1], training, false)
+	return alexNet(scope, images, images.Shape().Dimensions[1], training, false, nil)
 }
 
 // alexNet is AlexNet on images of size x size pixels, or on conv1's
@@ -114,7 +115,7 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 // Winograd convolution also stores its transformed kernel in its scope,
 // for the inference graphs built later on the same store (see
 // Model.transformKernels), and it stops after the convolutions.
-func alexNet(scope *gmx.Scope, images *Node, size int, training, record bool) *Node {
+func alexNet(scope *gmx.Scope, images *Node, size int, training, record bool, taps map[string]*denseTap) *Node {
 	strides := gmx.GetParamOr(scope, ParamPoolStrides, []int{2, 2, 2})
 	reg := Regularization(gmx.GetParamOr(scope, ParamRegularization, string(Dropout)))
 	keep := gmx.GetParamOr(scope, ParamKeepProbabilities, []float64{0.5, 0.5})
@@ -164,7 +165,9 @@ func alexNet(scope *gmx.Scope, images *Node, size int, training, record bool) *N
 	}
 	for i, name := range []string{"fc6", "fc7"} {
 		sc := scope.In("%s", name)
-		x = Tanh(denseLayer(sc, x, 4096, reg, keep[i], training, t))
+		ti := t
+		ti.tap = taps[name]
+		x = Tanh(denseLayer(sc, x, 4096, reg, keep[i], training, ti))
 		x = dropout(sc, x, dropoutKeep[i], training)
 	}
 	return denseLayer(scope.In("fc8"), x, classes, Dropout, 1, training, t)
@@ -199,6 +202,7 @@ func tuningOf(scope *gmx.Scope, training bool) tuning {
 		hostTransform:        bits&tuningHostTransform != 0,
 		narrowPad:            bits&tuningNarrowPad != 0,
 		alignedPool:          !training && bits&tuningAlignedPool != 0,
+		hostUpdate:           training && bits&tuningHostUpdate != 0,
 	}
 	if !training && bits&tuningServedKernels != 0 {
 		t.kernels = kernelsStored

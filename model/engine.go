@@ -314,7 +314,7 @@ func (m *Model) compileStep(batch int) error {
 // inferenceGraph returns class probabilities for a batch of images (as
 // batchInput hands them over).
 func (m *Model) inferenceGraph(scope *gmx.Scope, images *Node) *Node {
-	return Softmax(alexNet(scope, images, m.opts.ImageSize, false, false), -1)
+	return Softmax(alexNet(scope, images, m.opts.ImageSize, false, false, nil), -1)
 }
 
 // stepGraph is one momentum-SGD step on a batch: inputs images [B,H,W,3]
@@ -326,10 +326,21 @@ func (m *Model) inferenceGraph(scope *gmx.Scope, images *Node) *Node {
 func (m *Model) stepGraph(scope *gmx.Scope, in []*Node) []*Node {
 	images, labels, weights, lr, momentum := in[0], in[1], in[2], in[3], in[4]
 	g := images.Graph()
-	logits := alexNet(scope, images, m.opts.ImageSize, true, false)
+	taps := newDenseTaps(scope)
+	logits := alexNet(scope, images, m.opts.ImageSize, true, false, taps)
 	lossSum, correct, loss := crossEntropy(logits, labels, weights)
 
 	vars, nodes := trainableNodes(scope, g)
+	// The weights the host updates (hostUpdated) get no gradient here,
+	// and their velocities are not read: only created, for checkpoints.
+	outs := []*Node{lossSum, correct}
+	for _, name := range hostUpdated(scope) {
+		w := scope.Store().Scope("/" + name).GetVariable("weights")
+		i := slices.Index(vars, w)
+		vars, nodes = slices.Delete(vars, i, i+1), slices.Delete(nodes, i, i+1)
+		variable(scope.Store().Scope(velocityScope+w.Scope()), w.Name(), w.Shape(), nil).SetTrainable(false)
+		outs = append(outs, nil, nil) // the tap's, once the gradient has run
+	}
 	grads := Gradient(loss, nodes...)
 	var wrapped map[*Node]*Node
 	if gmx.GetParamOr(scope, paramTuning, tuningAll)&tuningUpdateIdentity != 0 {
@@ -345,7 +356,14 @@ func (m *Model) stepGraph(scope *gmx.Scope, in []*Node) []*Node {
 		vel.SetValueGraph(newVel)
 		v.SetValueGraph(newParam)
 	}
-	return []*Node{lossSum, correct}
+	for i, name := range hostUpdated(scope) {
+		tap := taps[name]
+		if tap.a == nil {
+			exceptions.Panicf("stepGraph: %s's product recorded no input and adjoint for the host's update", name)
+		}
+		outs[2+2*i], outs[3+2*i] = tap.a, tap.v
+	}
+	return outs
 }
 
 // trainableNodes is the trainable variables that g reads (the velocities
@@ -459,7 +477,7 @@ func (m *Model) transformKernels(store *gmx.Store) error {
 	// after all of them (here conv5's biases, which the graph reads but does
 	// not need) is then out of range, a runtime panic.
 	exec, err := gmx.NewExec(m.backend.b, store, func(scope *gmx.Scope, images *Node) *Node {
-		alexNet(scope, images, m.opts.ImageSize, false, true)
+		alexNet(scope, images, m.opts.ImageSize, false, true, nil)
 		return ReduceAllMax(images)
 	})
 	if err != nil {

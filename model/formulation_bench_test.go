@@ -166,3 +166,23 @@ func BenchmarkHostTiles(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMomentumStep times the host's momentum step of fc6's weights
+// (tuningHostUpdate): model1's 16384x4096, batch 32, on every core.
+func BenchmarkMomentumStep(b *testing.B) {
+	const k, n, batch = 16384, 4096, 32
+	w, vel := make([]float32, k*n), make([]float32, k*n)
+	for i := range w { // touched, as a live model's are
+		w[i], vel[i] = 1, 2
+	}
+	aT, v := make([]float32, k*batch), make([]float32, batch*n)
+	for i := range aT {
+		aT[i] = float32(i%7) * 0.1
+	}
+	for i := range v {
+		v[i] = float32(i%5) * 0.1
+	}
+	for b.Loop() {
+		momentumStep(w, vel, aT, v, batch, k, n, 0.01, 0.9)
+	}
+}

@@ -164,6 +164,13 @@ type tuning struct {
 	// alignTo, conv1's only: the output tile side that matches its pool's
 	// windows (tuning.conv1), 0 for none.
 	alignTo int
+	// hostUpdate: with customGrad, the host updates the large dense layers'
+	// weights (hostUpdated), see hostupdate.go.
+	hostUpdate bool
+	// tap, for one dense layer's product in a training graph: where matMul
+	// records its input and adjoint for the host's update, which also means
+	// the graph needs no gradient for its weights. nil for none.
+	tap *denseTap
 	// tiles, for conv1 only: its input is those tiles, laid out so.
 	tiles *tileGather
 	// tileChain: conv3 and conv4 hand the next convolution their

@@ -150,7 +150,12 @@ func (m *Model) step(b dataset.Batch, lr, momentum float64) (StepResult, error) 
 		}
 		lossSum, correct := scalar(out[0]), scalar(out[1])
 		res = StepResult{Loss: lossSum / math.Max(rows, 1), Correct: correct, Rows: rows}
-		return nil
+		defer func() {
+			for _, t := range out[2:] {
+				t.FinalizeAll()
+			}
+		}()
+		return m.hostUpdate(out[2:], lr, momentum)
 	})
 	if err != nil {
 		return StepResult{}, err

@@ -1,0 +1,15 @@
+//go:build !(goexperiment.simd && amd64)
+
+package model
+
+// transformLanes reports false: only a GOEXPERIMENT=simd build on amd64
+// has SIMD lanes (lanes_simd.go).
+func transformLanes(out []float32, base, stride int, d, tmp, lanes []float32, side, c int) bool {
+	return false
+}
+
+// momentumLanes reports false: only a GOEXPERIMENT=simd build on amd64 has
+// SIMD lanes (lanes_simd.go).
+func momentumLanes(w, vel, aT, vc []float32, k0, k1, b, n int, lr, momentum float32) bool {
+	return false
+}
