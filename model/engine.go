@@ -114,6 +114,10 @@ type Model struct {
 	store    *gmx.Store
 	stepExec *gmx.Exec
 	evalExec *gmx.Exec
+	// maskExec draws the DropConnect masks the host applies (hostMasks);
+	// masked holds the masked weights, by layer, shared with the backend.
+	maskExec *gmx.Exec
+	masked   map[string]*tensors.Tensor
 	progress Progress
 	steps    atomic.Int64 // optimizer steps taken by this process, readable while training
 
@@ -246,11 +250,15 @@ func (m *Model) setTrainingStore(store *gmx.Store) error {
 	if err != nil {
 		return fmt.Errorf("build training step: %w", err)
 	}
+	masks, err := gmx.NewExec(m.backend.b, store, m.maskGraph)
+	if err != nil {
+		return fmt.Errorf("build the DropConnect mask graph: %w", err)
+	}
 	eval, err := gmx.NewExec(m.backend.b, store, m.inferenceGraph)
 	if err != nil {
 		return fmt.Errorf("build evaluation graph: %w", err)
 	}
-	m.store, m.stepExec, m.evalExec = store, step, eval
+	m.store, m.stepExec, m.evalExec, m.maskExec, m.masked = store, step, eval, masks, nil
 	return nil
 }
 
@@ -305,8 +313,16 @@ func (m *Model) hostTiles(store *gmx.Store, n int, training bool) *tileGather {
 
 func (m *Model) compileStep(batch int) error {
 	return catch("compile training step", func() error {
-		_, err := m.stepExec.Compile(m.batchShape(m.store, batch, true), shapes.Make(dtypes.Int32, batch),
-			shapes.Make(dtypes.Float32, batch), shapes.Make(dtypes.Float32), shapes.Make(dtypes.Float32))
+		in := []shapes.Shape{m.batchShape(m.store, batch, true), shapes.Make(dtypes.Int32, batch),
+			shapes.Make(dtypes.Float32, batch), shapes.Make(dtypes.Float32), shapes.Make(dtypes.Float32)}
+		for _, l := range hostUpdated(m.store.RootScope()) {
+			if l.dropConnect { // the masked weights (hostMasks)
+				units := 4096
+				inputs := map[string]int{"fc6": m.variant.denseInputs(m.opts.ImageSize), "fc7": units}[l.name]
+				in = append(in, shapes.Make(dtypes.Float32, inputs, units))
+			}
+		}
+		_, err := m.stepExec.Compile(in...)
 		return err
 	})
 }
@@ -326,7 +342,8 @@ func (m *Model) inferenceGraph(scope *gmx.Scope, images *Node) *Node {
 func (m *Model) stepGraph(scope *gmx.Scope, in []*Node) []*Node {
 	images, labels, weights, lr, momentum := in[0], in[1], in[2], in[3], in[4]
 	g := images.Graph()
-	taps := newDenseTaps(scope)
+	layers := hostUpdated(scope)
+	taps := newDenseTaps(layers, in[5:])
 	logits := alexNet(scope, images, m.opts.ImageSize, true, false, taps)
 	lossSum, correct, loss := crossEntropy(logits, labels, weights)
 
@@ -334,8 +351,8 @@ func (m *Model) stepGraph(scope *gmx.Scope, in []*Node) []*Node {
 	// The weights the host updates (hostUpdated) get no gradient here,
 	// and their velocities are not read: only created, for checkpoints.
 	outs := []*Node{lossSum, correct}
-	for _, name := range hostUpdated(scope) {
-		w := scope.Store().Scope("/" + name).GetVariable("weights")
+	for _, l := range layers {
+		w := scope.Store().Scope("/" + l.name).GetVariable("weights")
 		i := slices.Index(vars, w)
 		vars, nodes = slices.Delete(vars, i, i+1), slices.Delete(nodes, i, i+1)
 		variable(scope.Store().Scope(velocityScope+w.Scope()), w.Name(), w.Shape(), nil).SetTrainable(false)
@@ -356,10 +373,10 @@ func (m *Model) stepGraph(scope *gmx.Scope, in []*Node) []*Node {
 		vel.SetValueGraph(newVel)
 		v.SetValueGraph(newParam)
 	}
-	for i, name := range hostUpdated(scope) {
-		tap := taps[name]
+	for i, l := range layers {
+		tap := taps[l.name]
 		if tap.a == nil {
-			exceptions.Panicf("stepGraph: %s's product recorded no input and adjoint for the host's update", name)
+			exceptions.Panicf("stepGraph: %s's product recorded no input and adjoint for the host's update", l.name)
 		}
 		outs[2+2*i], outs[3+2*i] = tap.a, tap.v
 	}

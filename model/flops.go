@@ -33,3 +33,13 @@ func (v Variant) FLOPs(imageSize, classes int) (forward, training float64) {
 	}
 	return forward, 3*forward - first
 }
+
+// denseInputs is the width of fc6's input on imageSize-pixel images: conv5's
+// pooled map, flattened.
+func (v Variant) denseInputs(imageSize int) int {
+	side := imageSize
+	for _, layer := range [][2]int{{11, 4}, {3, v.PoolStrides[0]}, {3, v.PoolStrides[1]}, {3, v.PoolStrides[2]}} {
+		_, _, side = samePadding(side, layer[0], layer[1]) // conv2-5 keep the side
+	}
+	return side * side * 256
+}

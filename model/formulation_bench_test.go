@@ -183,6 +183,6 @@ func BenchmarkMomentumStep(b *testing.B) {
 		v[i] = float32(i%5) * 0.1
 	}
 	for b.Loop() {
-		momentumStep(w, vel, aT, v, batch, k, n, 0.01, 0.9)
+		momentumStep(w, vel, aT, v, nil, batch, k, n, 0.01, 0.9)
 	}
 }

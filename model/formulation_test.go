@@ -547,8 +547,9 @@ func TestAlignedPoolAgrees(t *testing.T) {
 
 // TestMomentumStep checks the host's momentum step (tuningHostUpdate) on
 // random values against TensorFlow's, in float64: one value at a time and
-// in SIMD lanes, for batches of 1, 4 and 32 and rows split between the
-// cores unevenly.
+// in SIMD lanes, for batches of 1, 4 and 32, rows split between the cores
+// unevenly, without and with a DropConnect mask (halfMask's bits of
+// draws); and the weights masked by the same draws (maskWeights).
 func TestMomentumStep(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	const k, n, lr, mom = 7, 48, 0.01, 0.9
@@ -559,86 +560,109 @@ func TestMomentumStep(t *testing.T) {
 		}
 		return x
 	}
+	draws := make([]uint32, k*n/halfMaskBits)
+	for i := range draws {
+		draws[i] = r.Uint32()
+	}
+	kept := func(e int) bool { return draws[e/halfMaskBits]>>(7+e%halfMaskBits)&1 == 1 }
 	for _, b := range []int{1, 4, 32} {
-		w, vel, aT, v := random(k*n), random(k*n), random(k*b), random(b*n)
-		wantW, wantV := make([]float64, k*n), make([]float64, k*n)
-		for row := range k {
-			for c := range n {
-				g := 0.0
-				for j := range b {
-					g += float64(aT[row*b+j]) * float64(v[j*n+c])
-				}
-				i := row*n + c
-				wantV[i] = mom*float64(vel[i]) + g
-				wantW[i] = float64(w[i]) - lr*wantV[i]
-			}
-		}
-		check := func(how string, gotW, gotV []float32) {
-			t.Helper()
-			for i := range wantW {
-				if math.Abs(float64(gotV[i])-wantV[i]) > 1e-5*max(1, math.Abs(wantV[i])) ||
-					math.Abs(float64(gotW[i])-wantW[i]) > 1e-6 {
-					t.Fatalf("batch %d, %s, value %d: w %v v %v; want %v %v", b, how, i, gotW[i], gotV[i], wantW[i], wantV[i])
+		for _, mask := range [][]uint32{nil, draws} {
+			w, vel, aT, v := random(k*n), random(k*n), random(k*b), random(b*n)
+			wantW, wantV := make([]float64, k*n), make([]float64, k*n)
+			for row := range k {
+				for c := range n {
+					g := 0.0
+					for j := range b {
+						g += float64(aT[row*b+j]) * float64(v[j*n+c])
+					}
+					i := row*n + c
+					if mask != nil && !kept(i) {
+						g = 0
+					}
+					wantV[i] = mom*float64(vel[i]) + g
+					wantW[i] = float64(w[i]) - lr*wantV[i]
 				}
 			}
+			check := func(how string, gotW, gotV []float32) {
+				t.Helper()
+				for i := range wantW {
+					if math.Abs(float64(gotV[i])-wantV[i]) > 1e-5*max(1, math.Abs(wantV[i])) ||
+						math.Abs(float64(gotW[i])-wantW[i]) > 1e-6 {
+						t.Fatalf("batch %d, masked %v, %s, value %d: w %v v %v; want %v %v",
+							b, mask != nil, how, i, gotW[i], gotV[i], wantW[i], wantV[i])
+					}
+				}
+			}
+			w1, v1 := slices.Clone(w), slices.Clone(vel)
+			momentumRows(w1, v1, aT, v, mask, 0, k, b, n, lr, mom)
+			check("one value at a time", w1, v1)
+			w2, v2 := slices.Clone(w), slices.Clone(vel)
+			vc := inChunks(v, b, n)
+			if momentumLanes(w2, v2, aT, vc, mask, 0, 3, b, n, lr, mom) && momentumLanes(w2, v2, aT, vc, mask, 3, k, b, n, lr, mom) {
+				check("in SIMD lanes", w2, v2)
+			} else {
+				t.Logf("batch %d: no SIMD lanes on this build or CPU", b)
+			}
+			w3, v3 := slices.Clone(w), slices.Clone(vel)
+			momentumStep(w3, v3, aT, v, mask, b, k, n, lr, mom)
+			check("on every core", w3, v3)
 		}
-		w1, v1 := slices.Clone(w), slices.Clone(vel)
-		momentumRows(w1, v1, aT, v, 0, k, b, n, lr, mom)
-		check("one value at a time", w1, v1)
-		w2, v2 := slices.Clone(w), slices.Clone(vel)
-		vc := inChunks(v, b, n)
-		if momentumLanes(w2, v2, aT, vc, 0, 3, b, n, lr, mom) && momentumLanes(w2, v2, aT, vc, 3, k, b, n, lr, mom) {
-			check("in SIMD lanes", w2, v2)
-		} else {
-			t.Logf("batch %d: no SIMD lanes on this build or CPU", b)
+	}
+	w := random(k * n)
+	masked := make([]float32, len(w))
+	maskWeights(masked, w, draws)
+	for i := range w {
+		if want := map[bool]float32{true: w[i], false: 0}[kept(i)]; masked[i] != want {
+			t.Fatalf("masked weight %d = %v; want %v", i, masked[i], want)
 		}
-		w3, v3 := slices.Clone(w), slices.Clone(vel)
-		momentumStep(w3, v3, aT, v, b, k, n, lr, mom)
-		check("on every core", w3, v3)
 	}
 }
 
 // TestHostUpdateAgrees checks that the host's update of fc6's and fc7's
-// weights (tuningHostUpdate) trains as the graph's does: after three
-// steps (the velocities in play), every trainable variable has moved as
-// in the graph, within float32 rounding, and so have the velocities; and
-// that the state still round-trips through a checkpoint.
+// weights (tuningHostUpdate) trains as the graph's does, for dropout
+// (model1) and DropConnect (model5, masked on the host from the same
+// draws): after three steps (the velocities in play), every trainable
+// variable has moved as in the graph, within float32 rounding, and so
+// have the velocities; and that the state still round-trips through a
+// checkpoint.
 func TestHostUpdateAgrees(t *testing.T) {
 	b := testBackend(t)
 	o := Options{Classes: []string{"a", "b", "c"}, ImageSize: 67}
 	images := randomImagesOfSide(4, 67)
-	var moves [2]map[string][]float32
-	var models [2]*Model
-	for i, bits := range []int{tuningAll &^ tuningHostUpdate, tuningAll} {
-		m := newTunedOpts(t, b, "model1", bits, o)
-		if got := len(hostUpdated(m.store.RootScope())); got != 2*i {
-			t.Fatalf("bits %d: the host updates %d layers; want %d", bits, got, 2*i)
-		}
-		before := trainableValues(t, m)
-		stateAfterSteps(t, m, images, 4, 3)
-		moves[i] = trainableValues(t, m)
-		for path, after := range moves[i] {
-			for j := range after {
-				after[j] -= before[path][j]
+	for _, variant := range []string{"model1", "model5"} {
+		var moves [2]map[string][]float32
+		var models [2]*Model
+		for i, bits := range []int{tuningAll &^ tuningHostUpdate, tuningAll} {
+			m := newTunedOpts(t, b, variant, bits, o)
+			if got := len(hostUpdated(m.store.RootScope())); got != 2*i {
+				t.Fatalf("%s, bits %d: the host updates %d layers; want %d", variant, bits, got, 2*i)
 			}
+			before := trainableValues(t, m)
+			stateAfterSteps(t, m, images, 4, 3)
+			moves[i] = trainableValues(t, m)
+			for path, after := range moves[i] {
+				for j := range after {
+					after[j] -= before[path][j]
+				}
+			}
+			models[i] = m
 		}
-		models[i] = m
-	}
-	compareMoves(t, "model1, host update", moves[0], moves[1])
-	for _, path := range []string{velocityScope + "/fc6/weights", velocityScope + "/fc7/weights"} {
-		want, got := variableValues(t, models[0], path), variableValues(t, models[1], path)
-		compareMoves(t, "model1, host update, velocity", map[string][]float32{path: want}, map[string][]float32{path: got})
-	}
-	var state bytes.Buffer
-	if err := models[1].WriteState(&state); err != nil {
-		t.Fatal(err)
-	}
-	m := newTunedOpts(t, b, "model1", tuningAll, o)
-	if err := m.ReadState(bytes.NewReader(state.Bytes())); err != nil {
-		t.Fatal(err)
-	}
-	a := stateAfterSteps(t, models[1], images, 4, 1)
-	if c := stateAfterSteps(t, m, images, 4, 1); !bytes.Equal(a, c) {
-		t.Error("a step after restoring the checkpoint differs from one on the original")
+		compareMoves(t, variant+", host update", moves[0], moves[1])
+		for _, path := range []string{velocityScope + "/fc6/weights", velocityScope + "/fc7/weights"} {
+			want, got := variableValues(t, models[0], path), variableValues(t, models[1], path)
+			compareMoves(t, variant+", host update, velocity", map[string][]float32{path: want}, map[string][]float32{path: got})
+		}
+		var state bytes.Buffer
+		if err := models[1].WriteState(&state); err != nil {
+			t.Fatal(err)
+		}
+		m := newTunedOpts(t, b, variant, tuningAll, o)
+		if err := m.ReadState(bytes.NewReader(state.Bytes())); err != nil {
+			t.Fatal(err)
+		}
+		a := stateAfterSteps(t, models[1], images, 4, 1)
+		if c := stateAfterSteps(t, m, images, 4, 1); !bytes.Equal(a, c) {
+			t.Errorf("%s: a step after restoring the checkpoint differs from one on the original", variant)
+		}
 	}
 }

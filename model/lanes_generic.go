@@ -10,6 +10,10 @@ func transformLanes(out []float32, base, stride int, d, tmp, lanes []float32, si
 
 // momentumLanes reports false: only a GOEXPERIMENT=simd build on amd64 has
 // SIMD lanes (lanes_simd.go).
-func momentumLanes(w, vel, aT, vc []float32, k0, k1, b, n int, lr, momentum float32) bool {
+func momentumLanes(w, vel, aT, vc []float32, mask []uint32, k0, k1, b, n int, lr, momentum float32) bool {
 	return false
 }
+
+// maskLanes reports false: only a GOEXPERIMENT=simd build on amd64 has SIMD
+// lanes (lanes_simd.go).
+func maskLanes(dst, w []float32, bits []uint32, i0, i1 int) bool { return false }

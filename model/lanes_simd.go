@@ -70,7 +70,7 @@ const maxLaneBatch = 64
 // The rows' values of a are spread to 16 lanes each by integer moves (as
 // floats they would go through SSE registers, slow after AVX-512 code: see
 // transformLanes).
-func momentumLanes(w, vel, aT, vc []float32, k0, k1, b, n int, lr, momentum float32) bool {
+func momentumLanes(w, vel, aT, vc []float32, mask []uint32, k0, k1, b, n int, lr, momentum float32) bool {
 	if !archsimd.X86.AVX512() || n%16 != 0 || b < 1 || b > maxLaneBatch || k1 <= k0 {
 		return false
 	}
@@ -108,15 +108,15 @@ func momentumLanes(w, vel, aT, vc []float32, k0, k1, b, n int, lr, momentum floa
 				g3 = x.MulAdd(archsimd.LoadFloat32x16Slice(l3[j:]), g3)
 			}
 			i := r*n + c
-			momentumStore(w, vel, i, g0, mv, lrv)
+			momentumStore(w, vel, mask, i, g0, mv, lrv)
 			if rows > 1 {
-				momentumStore(w, vel, i+n, g1, mv, lrv)
+				momentumStore(w, vel, mask, i+n, g1, mv, lrv)
 			}
 			if rows > 2 {
-				momentumStore(w, vel, i+2*n, g2, mv, lrv)
+				momentumStore(w, vel, mask, i+2*n, g2, mv, lrv)
 			}
 			if rows > 3 {
-				momentumStore(w, vel, i+3*n, g3, mv, lrv)
+				momentumStore(w, vel, mask, i+3*n, g3, mv, lrv)
 			}
 		}
 	}
@@ -124,10 +124,29 @@ func momentumLanes(w, vel, aT, vc []float32, k0, k1, b, n int, lr, momentum floa
 	return true
 }
 
-// momentumStore writes 16 lanes of momentumLanes' step from index i: vel'
-// = m·vel + g, w' = w - lr·vel'.
-func momentumStore(w, vel []float32, i int, g, m, lr archsimd.Float32x16) {
+// momentumStore writes 16 lanes of momentumLanes' step from index i (a
+// multiple of 16): vel' = m·vel + g, w' = w - lr·vel', g masked by draw
+// i/16's bits 7 to 22 where mask is not nil.
+func momentumStore(w, vel []float32, mask []uint32, i int, g, m, lr archsimd.Float32x16) {
+	if mask != nil {
+		g = g.Masked(archsimd.Mask32x16FromBits(uint16(mask[i/16] >> 7)))
+	}
 	nv := archsimd.LoadFloat32x16Slice(vel[i:]).MulAdd(m, g)
 	nv.StoreSlice(vel[i:])
 	archsimd.LoadFloat32x16Slice(w[i:]).Sub(nv.Mul(lr)).StoreSlice(w[i:])
+}
+
+// maskLanes is maskWeights on draws i0 to i1 in AVX-512 lanes, a draw's
+// 16 weights at a time. It reports false, having done nothing, where the
+// CPU lacks AVX-512.
+func maskLanes(dst, w []float32, bits []uint32, i0, i1 int) bool {
+	if !archsimd.X86.AVX512() {
+		return false
+	}
+	for i := i0; i < i1; i++ {
+		m := archsimd.Mask32x16FromBits(uint16(bits[i] >> 7))
+		archsimd.LoadFloat32x16Slice(w[i*16:]).Masked(m).StoreSlice(dst[i*16:])
+	}
+	archsimd.ClearAVXUpperBits()
+	return true
 }

@@ -1195,6 +1195,8 @@ func denseLayer(scope *gmx.Scope, x *Node, units int, reg Regularization, keep f
 	y := func(w *Node) *Node { return matMul(x, w, t) }
 	if reg == DropConnect && keep < 1 {
 		switch {
+		case training && t.tap != nil && t.tap.masked != nil:
+			w = t.tap.masked // masked on the host (hostMasks), from the same draws
 		case training && t.dropConnectBits && keep == 0.5 && w.Shape().Size()%halfMaskBits == 0:
 			u := scope.RandomUniform(g, shapes.Make(dtypes.Float32, w.Shape().Size()/halfMaskBits))
 			w = Mul(w, halfMask(u, w.Shape()))

@@ -140,11 +140,16 @@ func (m *Model) step(b dataset.Batch, lr, momentum float64) (StepResult, error) 
 	}
 	var res StepResult
 	err = catch("training step", func() error {
-		out, err := m.stepExec.Exec(
-			x,
-			tensors.FromFlatDataAndDimensions(b.Labels, n),
-			tensors.FromFlatDataAndDimensions(b.Weights, n),
-			tensors.FromScalar(float32(lr)), tensors.FromScalar(float32(momentum)))
+		masked, masks, err := m.hostMasks()
+		if err != nil {
+			return err
+		}
+		in := []any{x, tensors.FromFlatDataAndDimensions(b.Labels, n), tensors.FromFlatDataAndDimensions(b.Weights, n),
+			tensors.FromScalar(float32(lr)), tensors.FromScalar(float32(momentum))}
+		for _, t := range masked {
+			in = append(in, t)
+		}
+		out, err := m.stepExec.Exec(in...)
 		if err != nil {
 			return err
 		}
@@ -155,7 +160,7 @@ func (m *Model) step(b dataset.Batch, lr, momentum float64) (StepResult, error) 
 				t.FinalizeAll()
 			}
 		}()
-		return m.hostUpdate(out[2:], lr, momentum)
+		return m.hostUpdate(out[2:], masks, lr, momentum)
 	})
 	if err != nil {
 		return StepResult{}, err
