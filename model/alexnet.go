@@ -57,11 +57,12 @@ const (
 	tuningNarrowPad
 	tuningAlignedPool
 	tuningHostUpdate
+	tuningHostDense
 	tuningAll = tuningCustomGrad | tuningSpaceToDepth | tuningWinograd | tuningWinograd5 | tuningDropConnectOut |
 		tuningWinograd4 | tuningTileGrad | tuningSpaceToDepthWinograd | tuningLRNGrad | tuningPoolFirst |
 		tuningDropConnectBits | tuningPoolTiles | tuningServedKernels |
 		tuningUpdateIdentity | tuningPoolTilesPadded | tuningEyeTranspose | tuningHostTiles | tuningTileChain |
-		tuningHostTransform | tuningNarrowPad | tuningAlignedPool | tuningHostUpdate
+		tuningHostTransform | tuningNarrowPad | tuningAlignedPool | tuningHostUpdate | tuningHostDense
 )
 
 // NumClasses is the number of Oxford 17 Flowers classes.
@@ -159,6 +160,9 @@ func alexNet(scope *gmx.Scope, images *Node, size int, training, record bool, ta
 
 	batch := x.Shape().Dimensions[0]
 	x = Reshape(x, batch, x.Shape().Size()/batch)
+	if t.hostDense {
+		return x // the features: the host runs the dense layers (denseHead)
+	}
 	dropoutKeep := [2]float64{1, 1}
 	if reg == Dropout {
 		dropoutKeep = [2]float64{keep[0], keep[1]}
@@ -203,6 +207,7 @@ func tuningOf(scope *gmx.Scope, training bool) tuning {
 		narrowPad:            bits&tuningNarrowPad != 0,
 		alignedPool:          !training && bits&tuningAlignedPool != 0,
 		hostUpdate:           training && bits&tuningHostUpdate != 0,
+		hostDense:            !training && bits&tuningHostDense != 0,
 	}
 	if !training && bits&tuningServedKernels != 0 {
 		t.kernels = kernelsStored

@@ -330,7 +330,11 @@ func (m *Model) compileStep(batch int) error {
 // inferenceGraph returns class probabilities for a batch of images (as
 // batchInput hands them over).
 func (m *Model) inferenceGraph(scope *gmx.Scope, images *Node) *Node {
-	return Softmax(alexNet(scope, images, m.opts.ImageSize, false, false, nil), -1)
+	y := alexNet(scope, images, m.opts.ImageSize, false, false, nil)
+	if hostDenseOn(scope) {
+		return y // conv5's features, for denseHead
+	}
+	return Softmax(y, -1)
 }
 
 // stepGraph is one momentum-SGD step on a batch: inputs images [B,H,W,3]
@@ -466,6 +470,9 @@ func (m *Model) publishLocked(version int64) error {
 	if err := m.transformKernels(store); err != nil {
 		return fmt.Errorf("publish %s: %w", m.variant.Name, err)
 	}
+	if err := shareDenseWeights(m.backend.b, store); err != nil {
+		return fmt.Errorf("publish %s: %w", m.variant.Name, err)
+	}
 	exec, err := gmx.NewExec(m.backend.b, store, m.inferenceGraph)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", m.variant.Name, err)
@@ -533,7 +540,7 @@ func (s *Served) Predict(ctx context.Context, images []float32, n int) ([][]floa
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return runInference(s.exec, x, n, len(m.opts.Classes))
+	return m.runInference(s.exec, s.store, x, n)
 }
 
 func (m *Model) checkImages(images []float32, n int) error {
@@ -548,9 +555,10 @@ func (m *Model) checkImages(images []float32, n int) error {
 	return nil
 }
 
-// runInference executes an inference graph on a batch of n (as batchInput
+// runInference executes an inference graph of store on a batch of n (as batchInput
 // makes it) and splits the output rows.
-func runInference(exec *gmx.Exec, x any, n, classes int) ([][]float32, error) {
+func (m *Model) runInference(exec *gmx.Exec, store *gmx.Store, x any, n int) ([][]float32, error) {
+	classes := len(m.opts.Classes)
 	var flat []float32
 	err := catch("run inference", func() error {
 		out, err := exec.Exec(x)
@@ -559,6 +567,9 @@ func runInference(exec *gmx.Exec, x any, n, classes int) ([][]float32, error) {
 		}
 		flat, err = tensors.CopyFlatData[float32](out[0])
 		out[0].FinalizeAll()
+		if err == nil && hostDenseOn(store.RootScope()) {
+			flat, err = denseHead(store, flat, n)
+		}
 		return err
 	})
 	if err != nil {

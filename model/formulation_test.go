@@ -61,6 +61,21 @@ func samePredictions(t *testing.T, what string, ref, other *Model, images []floa
 	}
 }
 
+// closePredictions fails unless other predicts what ref does for the n
+// images within 1e-5 (float32 rounding of another summation order); what
+// names the case.
+func closePredictions(t *testing.T, what string, ref, other *Model, images []float32, n int) {
+	t.Helper()
+	want, got := predictBoth(t, ref, other, images, n)
+	for i := range want {
+		for c := range want[i] {
+			if d := math.Abs(float64(got[i][c] - want[i][c])); d > 1e-5 {
+				t.Fatalf("%s: image %d class %d: %v, the reference %v", what, i, c, got[i][c], want[i][c])
+			}
+		}
+	}
+}
+
 // predictBoth is the class probabilities a and b predict for the same n
 // images.
 func predictBoth(t *testing.T, a, b *Model, images []float32, n int) (pa, pb [][]float32) {
@@ -495,15 +510,7 @@ func TestHostTransformAgrees(t *testing.T) {
 				t.Fatalf("%s, batch %d: conv1 takes no host-transformed tiles", tc.variant, n)
 			}
 			images := randomImagesOfSide(n, size)
-			want, got := predictBoth(t, inGraph, host, images, n)
-			for i := range want {
-				for c := range want[i] {
-					if d := math.Abs(float64(got[i][c] - want[i][c])); d > 1e-5 {
-						t.Fatalf("%s, batch %d, image %d class %d: %v with the host's transform, %v with the graph's",
-							tc.variant, n, i, c, got[i][c], want[i][c])
-					}
-				}
-			}
+			closePredictions(t, fmt.Sprintf("%s, batch %d, host transform", tc.variant, n), inGraph, host, images, n)
 		}
 	}
 }
@@ -533,14 +540,7 @@ func TestAlignedPoolAgrees(t *testing.T) {
 		f4 := newTuned(t, b, tc.variant, tuningAll&^tuningAlignedPool)
 		for _, n := range []int{1, 16} {
 			images := randomImagesOfSide(n, ImageSize)
-			want, got := predictBoth(t, f4, aligned, images, n)
-			for i := range want {
-				for c := range want[i] {
-					if d := math.Abs(float64(got[i][c] - want[i][c])); d > 1e-5 {
-						t.Fatalf("%s, batch %d, image %d class %d: %v on F(3x3) tiles, %v on F(4x4)", tc.variant, n, i, c, got[i][c], want[i][c])
-					}
-				}
-			}
+			closePredictions(t, fmt.Sprintf("%s, batch %d, F(3x3) tiles", tc.variant, n), f4, aligned, images, n)
 		}
 	}
 }
@@ -663,6 +663,56 @@ func TestHostUpdateAgrees(t *testing.T) {
 		a := stateAfterSteps(t, models[1], images, 4, 1)
 		if c := stateAfterSteps(t, m, images, 4, 1); !bytes.Equal(a, c) {
 			t.Errorf("%s: a step after restoring the checkpoint differs from one on the original", variant)
+		}
+	}
+}
+
+// TestHostMatMul checks the host's dense product (hostMatMul) against
+// float64 on both paths: in SIMD lanes (16-column multiples, batches of 1,
+// 5 and 40, past one block of maxDenseRows) and one value at a time (fc8's
+// 17 columns).
+func TestHostMatMul(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, c := range []struct{ m, k, n int }{{1, 300, 48}, {5, 257, 32}, {40, 129, 16}, {3, 70, 17}} {
+		x, w := make([]float32, c.m*c.k), make([]float32, c.k*c.n)
+		for i := range x {
+			x[i] = r.Float32()*2 - 1
+		}
+		for i := range w {
+			w[i] = r.Float32()*2 - 1
+		}
+		got := hostMatMul(x, w, c.m, c.k, c.n)
+		for i := range c.m {
+			for j := range c.n {
+				want := 0.0
+				for l := range c.k {
+					want += float64(x[i*c.k+l]) * float64(w[l*c.n+j])
+				}
+				if d := math.Abs(float64(got[i*c.n+j]) - want); d > 1e-4 {
+					t.Fatalf("%+v: y[%d, %d] = %v; want %v", c, i, j, got[i*c.n+j], want)
+				}
+			}
+		}
+	}
+}
+
+// TestHostDenseAgrees checks that the dense head on the host at inference
+// (tuningHostDense) predicts what the graph's does, within float32
+// rounding, for dropout (model1) and DropConnect's inference scaling
+// (model5), at full size, batch 1 and 16, and in validation on the
+// training store (batchLoss).
+func TestHostDenseAgrees(t *testing.T) {
+	b := testBackend(t)
+	for _, variant := range []string{"model1", "model5"} {
+		graph := newTuned(t, b, variant, tuningAll&^tuningHostDense)
+		host := newTuned(t, b, variant, tuningAll)
+		for _, n := range []int{1, 16} {
+			images := randomImagesOfSide(n, ImageSize)
+			closePredictions(t, fmt.Sprintf("%s, batch %d, host's dense head", variant, n), graph, host, images, n)
+		}
+		batch := trainBatch(randomImagesOfSide(2, ImageSize), 2, NumClasses)
+		if lg, lh := batchLoss(t, graph, batch), batchLoss(t, host, batch); math.Abs(lg-lh) > 1e-5*math.Abs(lg) {
+			t.Errorf("%s: validation loss %v with the host's head, %v with the graph's", variant, lh, lg)
 		}
 	}
 }

@@ -17,3 +17,10 @@ func momentumLanes(w, vel, aT, vc []float32, mask []uint32, k0, k1, b, n int, lr
 // maskLanes reports false: only a GOEXPERIMENT=simd build on amd64 has SIMD
 // lanes (lanes_simd.go).
 func maskLanes(dst, w []float32, bits []uint32, i0, i1 int) bool { return false }
+
+// maxDenseRows is the most rows of x denseLanes would take.
+const maxDenseRows = 32
+
+// denseLanes reports false: only a GOEXPERIMENT=simd build on amd64 has
+// SIMD lanes (lanes_simd.go).
+func denseLanes(y, x, w []float32, m, kAll, k0, k1, n int) bool { return false }

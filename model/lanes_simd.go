@@ -150,3 +150,78 @@ func maskLanes(dst, w []float32, bits []uint32, i0, i1 int) bool {
 	archsimd.ClearAVXUpperBits()
 	return true
 }
+
+// denseLanes adds x·w to y for rows k0 to k1 of w (x [m, kAll], w [kAll,
+// n], y [m, n], m at most maxDenseRows, n a multiple of 16) in AVX-512
+// lanes, 16 rows of w at a time: their 16-column vectors, read once, held
+// in registers for every row of x; x's values spread to lanes by integer
+// moves (see momentumLanes). It reports false, having done nothing, where
+// the CPU lacks AVX-512 or the shapes do not fit.
+func denseLanes(y, x, w []float32, m, kAll, k0, k1, n int) bool {
+	if !archsimd.X86.AVX512() || n%16 != 0 || m < 1 || m > maxDenseRows {
+		return false
+	}
+	var spread [maxDenseRows * 16 * 16]uint32
+	lanes := unsafe.Slice((*float32)(unsafe.Pointer(&spread[0])), len(spread))
+	bits := unsafe.Slice((*uint32)(unsafe.Pointer(&x[0])), len(x))
+	for k := k0; k < k1; k += 16 {
+		rows := min(16, k1-k)
+		for i := range m {
+			for r := range 16 {
+				v := uint32(0)
+				if r < rows {
+					v = bits[i*kAll+k+r]
+				}
+				s := spread[(i*16+r)*16 : (i*16+r+1)*16]
+				for l := range s {
+					s[l] = v
+				}
+			}
+		}
+		last := k + rows - 1 // rows past the block read the last again, times zero
+		for c := 0; c < n; c += 16 {
+			w0 := archsimd.LoadFloat32x16Slice(w[k*n+c:])
+			w1 := archsimd.LoadFloat32x16Slice(w[min(k+1, last)*n+c:])
+			w2 := archsimd.LoadFloat32x16Slice(w[min(k+2, last)*n+c:])
+			w3 := archsimd.LoadFloat32x16Slice(w[min(k+3, last)*n+c:])
+			w4 := archsimd.LoadFloat32x16Slice(w[min(k+4, last)*n+c:])
+			w5 := archsimd.LoadFloat32x16Slice(w[min(k+5, last)*n+c:])
+			w6 := archsimd.LoadFloat32x16Slice(w[min(k+6, last)*n+c:])
+			w7 := archsimd.LoadFloat32x16Slice(w[min(k+7, last)*n+c:])
+			w8 := archsimd.LoadFloat32x16Slice(w[min(k+8, last)*n+c:])
+			w9 := archsimd.LoadFloat32x16Slice(w[min(k+9, last)*n+c:])
+			w10 := archsimd.LoadFloat32x16Slice(w[min(k+10, last)*n+c:])
+			w11 := archsimd.LoadFloat32x16Slice(w[min(k+11, last)*n+c:])
+			w12 := archsimd.LoadFloat32x16Slice(w[min(k+12, last)*n+c:])
+			w13 := archsimd.LoadFloat32x16Slice(w[min(k+13, last)*n+c:])
+			w14 := archsimd.LoadFloat32x16Slice(w[min(k+14, last)*n+c:])
+			w15 := archsimd.LoadFloat32x16Slice(w[min(k+15, last)*n+c:])
+			for i := range m {
+				l := lanes[i*256 : (i+1)*256]
+				acc := archsimd.LoadFloat32x16Slice(y[i*n+c:])
+				acc = w0.MulAdd(archsimd.LoadFloat32x16Slice(l[0:]), acc)
+				acc = w1.MulAdd(archsimd.LoadFloat32x16Slice(l[16:]), acc)
+				acc = w2.MulAdd(archsimd.LoadFloat32x16Slice(l[32:]), acc)
+				acc = w3.MulAdd(archsimd.LoadFloat32x16Slice(l[48:]), acc)
+				acc = w4.MulAdd(archsimd.LoadFloat32x16Slice(l[64:]), acc)
+				acc = w5.MulAdd(archsimd.LoadFloat32x16Slice(l[80:]), acc)
+				acc = w6.MulAdd(archsimd.LoadFloat32x16Slice(l[96:]), acc)
+				acc = w7.MulAdd(archsimd.LoadFloat32x16Slice(l[112:]), acc)
+				acc = w8.MulAdd(archsimd.LoadFloat32x16Slice(l[128:]), acc)
+				acc = w9.MulAdd(archsimd.LoadFloat32x16Slice(l[144:]), acc)
+				acc = w10.MulAdd(archsimd.LoadFloat32x16Slice(l[160:]), acc)
+				acc = w11.MulAdd(archsimd.LoadFloat32x16Slice(l[176:]), acc)
+				acc = w12.MulAdd(archsimd.LoadFloat32x16Slice(l[192:]), acc)
+				acc = w13.MulAdd(archsimd.LoadFloat32x16Slice(l[208:]), acc)
+				acc = w14.MulAdd(archsimd.LoadFloat32x16Slice(l[224:]), acc)
+				acc = w15.MulAdd(archsimd.LoadFloat32x16Slice(l[240:]), acc)
+				acc.StoreSlice(y[i*n+c:])
+			}
+		}
+	}
+	archsimd.ClearAVXUpperBits()
+	return true
+}
+
+// maxDenseRows is the most rows of x denseLanes takes.
+const maxDenseRows = 32

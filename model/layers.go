@@ -167,6 +167,9 @@ type tuning struct {
 	// hostUpdate: with customGrad, the host updates the large dense layers'
 	// weights (hostUpdated), see hostupdate.go.
 	hostUpdate bool
+	// hostDense: inference graphs stop at conv5's flattened features, and
+	// the host runs the dense layers (denseHead), see hostdense.go.
+	hostDense bool
 	// tap, for one dense layer's product in a training graph: where matMul
 	// records its input and adjoint for the host's update, which also means
 	// the graph needs no gradient for its weights. nil for none.

@@ -171,7 +171,7 @@ func batchLoss(t *testing.T, m *Model, b dataset.Batch) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	probs, err := runInference(m.evalExec, x, n, len(m.opts.Classes))
+	probs, err := m.runInference(m.evalExec, m.store, x, n)
 	if err != nil {
 		t.Fatal(err)
 	}

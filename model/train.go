@@ -236,7 +236,7 @@ func (m *Model) Train(ctx context.Context, ds *dataset.Dataset, o TrainOptions, 
 				if err != nil {
 					return nil, err
 				}
-				return runInference(m.evalExec, x, n, classes)
+				return m.runInference(m.evalExec, m.store, x, n)
 			}, ds, dataset.Val, o.EvalBatchSize)
 			if err != nil {
 				return fmt.Errorf("train %s epoch %d: validate: %w", m.variant.Name, m.progress.Epoch, err)
@@ -302,7 +302,7 @@ func (m *Model) Evaluate(ctx context.Context, ds *dataset.Dataset, split dataset
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return runInference(s.exec, x, n, classes)
+		return m.runInference(s.exec, s.store, x, n)
 	}, ds, split, batchSize)
 	if err != nil {
 		return nil, err
