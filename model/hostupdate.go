@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"runtime"
@@ -252,8 +253,22 @@ func sharedValue(backend compute.Backend, v *gmx.Variable) (*tensors.Tensor, err
 	if err != nil {
 		return nil, err
 	}
-	src := tensors.MustCopyFlatData[float32](t)
-	if err := tensors.MutableFlatData(s, func(dst []float32) { copy(dst, src) }); err != nil {
+	// Copied straight from the backend's buffer where t is there: copying
+	// it out first would hold a third copy (fc6's 268 MB) until the GC.
+	var copyErr error
+	err = tensors.MutableFlatData(s, func(dst []float32) {
+		if !t.IsOnAnyDevice() {
+			copyErr = tensors.ConstFlatData(t, func(src []float32) { copy(dst, src) })
+			return
+		}
+		buf, err := t.Buffer(backend, 0)
+		if err != nil {
+			copyErr = err
+			return
+		}
+		copyErr = buf.ToFlatData(dst)
+	})
+	if err = cmp.Or(err, copyErr); err != nil {
 		return nil, err
 	}
 	if err := v.SetValue(s); err != nil {
