@@ -107,7 +107,7 @@ const (
 // with 'SAME' padding everywhere. Dropout and DropConnect are active only
 // when training is true.
 func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
-	return alexNet(scope, images, images.Shape().Dimensions[1], training, false, nil)
+	return alexNet(scope, images, images.Shape().Dimensions[1], training, false, false, nil)
 }
 
 // alexNet is AlexNet on images of size x size pixels, or on conv1's
@@ -115,8 +115,12 @@ func AlexNet(scope *gmx.Scope, images *Node, training bool) *Node {
 // tileGather and Model.batchInput); with record set (inference only), each
 // Winograd convolution also stores its transformed kernel in its scope,
 // for the inference graphs built later on the same store (see
-// Model.transformKernels), and it stops after the convolutions.
-func alexNet(scope *gmx.Scope, images *Node, size int, training, record bool, taps map[string]*denseTap) *Node {
+// Model.transformKernels), and it stops after the convolutions. With
+// features set and the tuning's hostDense, it stops at conv5's flattened
+// features [batch, K], for the host's dense head (denseHead). taps, in a
+// training graph, are the dense layers whose weights the host updates
+// (newDenseTaps).
+func alexNet(scope *gmx.Scope, images *Node, size int, training, record, features bool, taps map[string]*denseTap) *Node {
 	strides := gmx.GetParamOr(scope, ParamPoolStrides, []int{2, 2, 2})
 	reg := Regularization(gmx.GetParamOr(scope, ParamRegularization, string(Dropout)))
 	keep := gmx.GetParamOr(scope, ParamKeepProbabilities, []float64{0.5, 0.5})
@@ -160,7 +164,7 @@ func alexNet(scope *gmx.Scope, images *Node, size int, training, record bool, ta
 
 	batch := x.Shape().Dimensions[0]
 	x = Reshape(x, batch, x.Shape().Size()/batch)
-	if t.hostDense {
+	if features && t.hostDense {
 		return x // the features: the host runs the dense layers (denseHead)
 	}
 	dropoutKeep := [2]float64{1, 1}

@@ -240,6 +240,12 @@ func (m *Model) newStore() *gmx.Store {
 	store := gmx.NewStore()
 	setVariantParams(store, m.variant, len(m.opts.Classes), m.opts.ConvImpl, m.opts.PoolImpl)
 	store.RootScope().SetParam(ParamInitSeed, m.opts.Seed)
+	if !m.backend.IsGo() || !lanesAvailable() {
+		// The host's dense work pays only on the go backend (its buffers
+		// are the host's) and in SIMD lanes (the scalar loops are far
+		// slower than the backend's matmul).
+		store.RootScope().SetParam(paramTuning, tuningAll&^(tuningHostUpdate|tuningHostDense))
+	}
 	return store
 }
 
@@ -315,7 +321,7 @@ func (m *Model) compileStep(batch int) error {
 	return catch("compile training step", func() error {
 		in := []shapes.Shape{m.batchShape(m.store, batch, true), shapes.Make(dtypes.Int32, batch),
 			shapes.Make(dtypes.Float32, batch), shapes.Make(dtypes.Float32), shapes.Make(dtypes.Float32)}
-		for _, l := range hostUpdated(m.store.RootScope()) {
+		for _, l := range hostUpdated(m.store.RootScope(), batch) {
 			if l.dropConnect { // the masked weights (hostMasks)
 				units := 4096
 				inputs := map[string]int{"fc6": m.variant.denseInputs(m.opts.ImageSize), "fc7": units}[l.name]
@@ -328,9 +334,11 @@ func (m *Model) compileStep(batch int) error {
 }
 
 // inferenceGraph returns class probabilities for a batch of images (as
-// batchInput hands them over).
+// batchInput hands them over), or, where the store's tuning has the host
+// run the dense head (hostDenseOn), conv5's flattened features, which
+// runInference hands to denseHead.
 func (m *Model) inferenceGraph(scope *gmx.Scope, images *Node) *Node {
-	y := alexNet(scope, images, m.opts.ImageSize, false, false, nil)
+	y := alexNet(scope, images, m.opts.ImageSize, false, false, true, nil)
 	if hostDenseOn(scope) {
 		return y // conv5's features, for denseHead
 	}
@@ -342,13 +350,21 @@ func (m *Model) inferenceGraph(scope *gmx.Scope, images *Node) *Node {
 // labels [B] int32, weights [B] (1 real, 0 padding), learning rate and
 // momentum scalars; outputs the weighted loss sum and the weighted count of
 // correct predictions. The update is TensorFlow's MomentumOptimizer (as
-// tflearn's Momentum): v = momentum*v + grad; w = w - lr*v.
+// tflearn's Momentum): v = momentum*v + grad; w = w - lr*v. For the dense
+// layers whose weights the host updates (hostUpdated), the graph takes,
+// after those five inputs, each DropConnect one's masked weights
+// (hostMasks), and outputs, after those two, each layer's product input
+// and adjoint, which hostUpdate turns into the update.
 func (m *Model) stepGraph(scope *gmx.Scope, in []*Node) []*Node {
 	images, labels, weights, lr, momentum := in[0], in[1], in[2], in[3], in[4]
 	g := images.Graph()
-	layers := hostUpdated(scope)
+	batch := images.Shape().Dimensions[0]
+	if images.Rank() == 6 { // conv1's tiles
+		batch = images.Shape().Dimensions[2]
+	}
+	layers := hostUpdated(scope, batch)
 	taps := newDenseTaps(layers, in[5:])
-	logits := alexNet(scope, images, m.opts.ImageSize, true, false, taps)
+	logits := alexNet(scope, images, m.opts.ImageSize, true, false, false, taps)
 	lossSum, correct, loss := crossEntropy(logits, labels, weights)
 
 	vars, nodes := trainableNodes(scope, g)
@@ -486,7 +502,8 @@ func (m *Model) publishLocked(version int64) error {
 // read them instead of transforming every kernel at every call (on the go
 // backend, 28% of model2's batch-1 classify): batch 1's forms, and conv3-5's
 // F(4x4) forms that larger batches take (6% of model2's batch 16, 3% of
-// model1's). Only a served store gets them: its weights never change. They
+// model1's; conv1's F(3x3) where its pool aligns with those tiles,
+// tuning.conv1). Only a served store gets them: its weights never change. They
 // cost, per variant, about 80 MB (29 MB for batch 1's forms, 50 MB for
 // conv3-5's F(4x4)).
 func (m *Model) transformKernels(store *gmx.Store) error {
@@ -501,7 +518,7 @@ func (m *Model) transformKernels(store *gmx.Store) error {
 	// after all of them (here conv5's biases, which the graph reads but does
 	// not need) is then out of range, a runtime panic.
 	exec, err := gmx.NewExec(m.backend.b, store, func(scope *gmx.Scope, images *Node) *Node {
-		alexNet(scope, images, m.opts.ImageSize, false, true, nil)
+		alexNet(scope, images, m.opts.ImageSize, false, true, false, nil)
 		return ReduceAllMax(images)
 	})
 	if err != nil {

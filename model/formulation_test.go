@@ -634,7 +634,7 @@ func TestHostUpdateAgrees(t *testing.T) {
 		var models [2]*Model
 		for i, bits := range []int{tuningAll &^ tuningHostUpdate, tuningAll} {
 			m := newTunedOpts(t, b, variant, bits, o)
-			if got := len(hostUpdated(m.store.RootScope())); got != 2*i {
+			if got := len(hostUpdated(m.store.RootScope(), 4)); got != 2*i {
 				t.Fatalf("%s, bits %d: the host updates %d layers; want %d", variant, bits, got, 2*i)
 			}
 			before := trainableValues(t, m)
@@ -714,5 +714,15 @@ func TestHostDenseAgrees(t *testing.T) {
 		if lg, lh := batchLoss(t, graph, batch), batchLoss(t, host, batch); math.Abs(lg-lh) > 1e-5*math.Abs(lg) {
 			t.Errorf("%s: validation loss %v with the host's head, %v with the graph's", variant, lh, lg)
 		}
+	}
+	// The exported AlexNet keeps its whole head in the graph: logits.
+	m := newTuned(t, b, "model2", tuningAll)
+	out, err := gmx.ExecOnce(b.b, m.store, func(scope *gmx.Scope, x *Node) *Node { return AlexNet(scope, x, false) },
+		tensors.FromFlatDataAndDimensions(randomImages(2), 2, ImageSize, ImageSize, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.Shape().Dimensions; !slices.Equal(got, []int{2, NumClasses}) {
+		t.Errorf("AlexNet at inference returns %v; want the logits, [2 %d]", got, NumClasses)
 	}
 }

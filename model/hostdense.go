@@ -14,9 +14,9 @@ import (
 // At batch 1 the dense layers are bound by reading their weights: fc6's
 // 268 MB (model1) took the backend's matmul 20 ms of a 56 ms classify,
 // about 14 GB/s, as it packs every block of the weights before using it.
-// Read once, straight, 16 rows at a time in AVX-512 registers on every
-// core (denseLanes), the same product takes 9.7 ms; at batch 16, 28 ms
-// against 38. So the inference graphs stop at conv5's flattened features
+// Read once, straight, 16 rows at a time in AVX-512 registers, its rows in
+// four fixed parts on up to four cores (denseLanes, hostMatMul), the same
+// product takes 9.7 ms; at batch 16, 28 ms against 38. So the inference graphs stop at conv5's flattened features
 // and the host runs fc6, fc7 and fc8, their tanh, DropConnect's inference
 // scaling and the softmax, on the weights of the graph's store.
 
@@ -89,8 +89,9 @@ func denseLayerOnHost(store *gmx.Store, name string, x []float32, n int, scale f
 	return y, nil
 }
 
-// hostMatMul is x [m, k] · w [k, n], w's rows split between the cores, x's
-// rows maxDenseRows at a time.
+// hostMatMul is x [m, k] · w [k, n], w's rows in four fixed parts (so the
+// sums, and the predictions, do not depend on the cores) run on up to four
+// cores, x's rows maxDenseRows at a time.
 func hostMatMul(x, w []float32, m, k, n int) []float32 {
 	workers := max(1, min(4, k/64))
 	partial := make([][]float32, workers)

@@ -57,12 +57,13 @@ type hostLayer struct {
 }
 
 // hostUpdated is the dense layers, in order, whose weights the host
-// updates in the training graphs of scope, where t.hostUpdate: fc6 and
-// fc7, unless DropConnect's with a keep other than 0.5 (whose mask only
-// the graph draws).
-func hostUpdated(scope *gmx.Scope) []hostLayer {
+// updates in the training graphs of scope for batches of batch, where
+// t.hostUpdate: fc6 and fc7, unless DropConnect's with a keep other than
+// 0.5 (whose mask only the graph draws); none for batches over
+// maxLaneBatch, which the SIMD lanes do not take.
+func hostUpdated(scope *gmx.Scope, batch int) []hostLayer {
 	t := tuningOf(scope, true)
-	if !t.hostUpdate || !t.customGrad {
+	if !t.hostUpdate || !t.customGrad || batch > maxLaneBatch {
 		return nil
 	}
 	reg := Regularization(gmx.GetParamOr(scope, ParamRegularization, string(Dropout)))
@@ -97,9 +98,9 @@ func newDenseTaps(layers []hostLayer, masked []*Node) map[string]*denseTap {
 // buffers shared with the backend: the step's inputs (Model.masked). It
 // returns each mask as halfMask's draws (bits 7 to 22 of each, 16 weights
 // a draw), for hostUpdate.
-func (m *Model) hostMasks() (inputs []*tensors.Tensor, masks [][]uint32, err error) {
+func (m *Model) hostMasks(batch int) (inputs []*tensors.Tensor, masks [][]uint32, err error) {
 	var layers []hostLayer
-	for _, l := range hostUpdated(m.store.RootScope()) {
+	for _, l := range hostUpdated(m.store.RootScope(), batch) {
 		if l.dropConnect {
 			layers = append(layers, l)
 		}
@@ -141,10 +142,12 @@ func (m *Model) hostMasks() (inputs []*tensors.Tensor, masks [][]uint32, err err
 }
 
 // maskGraph draws, for each DropConnect layer the host updates, the
-// uniforms halfMask makes its keep-0.5 mask of, in the step graph's order.
+// uniforms halfMask makes its keep-0.5 mask of, in the step graph's order
+// (the layers the host takes do not depend on the batch below
+// maxLaneBatch, where hostMasks runs it).
 func (m *Model) maskGraph(scope *gmx.Scope, g *Graph) []*Node {
 	var draws []*Node
-	for _, l := range hostUpdated(scope) {
+	for _, l := range hostUpdated(scope, 1) {
 		if l.dropConnect {
 			w := scope.Store().Scope("/" + l.name).GetVariable("weights")
 			draws = append(draws, scope.In("%s", l.name).RandomUniform(g, shapes.Make(dtypes.Float32, w.Shape().Size()/halfMaskBits)))
@@ -191,16 +194,24 @@ func parallelRanges(n int, f func(i0, i1 int)) {
 // hostUpdate applies the momentum step to the weights of each layer
 // hostUpdated names, in order, from the step's outputs: a [B, K] and v [B,
 // N] per layer; masks are the DropConnect layers' (hostMasks), in order.
-func (m *Model) hostUpdate(outs []*tensors.Tensor, masks [][]uint32, lr, momentum float64) error {
-	layers := hostUpdated(m.store.RootScope())
+//
+// It runs after the step graph has updated every other variable: an error
+// here leaves the state mid-step (fc6 and fc7 not updated), which the
+// error returned to the trainer reports; it does not happen short of a
+// broken store.
+func (m *Model) hostUpdate(outs []*tensors.Tensor, masks [][]uint32, batch int, lr, momentum float64) error {
+	layers := hostUpdated(m.store.RootScope(), batch)
 	if len(outs) != 2*len(layers) {
 		return fmt.Errorf("training step: %d outputs for the host's update of %d layers", len(outs), len(layers))
 	}
 	for i, l := range layers {
 		w := m.store.Scope("/" + l.name).GetVariable("weights")
+		if w == nil {
+			return fmt.Errorf("training step: %s has no weights", l.name)
+		}
 		vel := m.store.Scope(velocityScope + w.Scope()).GetVariable(w.Name())
-		if w == nil || vel == nil {
-			return fmt.Errorf("training step: %s has no weights or velocities", l.name)
+		if vel == nil {
+			return fmt.Errorf("training step: %s has no velocities", l.name)
 		}
 		var mask []uint32
 		if l.dropConnect {
@@ -223,15 +234,13 @@ func (m *Model) hostUpdate(outs []*tensors.Tensor, masks [][]uint32, lr, momentu
 				aT[c*b+r] = a[r*k+c]
 			}
 		}
+		var velErr error
 		err = tensors.MutableFlatData(wt, func(wf []float32) {
-			err := tensors.MutableFlatData(vt, func(vf []float32) {
+			velErr = tensors.MutableFlatData(vt, func(vf []float32) {
 				momentumStep(wf, vf, aT, v, mask, b, k, n, float32(lr), float32(momentum))
 			})
-			if err != nil {
-				panic(err)
-			}
 		})
-		if err != nil {
+		if err = cmp.Or(err, velErr); err != nil {
 			return fmt.Errorf("update %s: %w", l.name, err)
 		}
 	}

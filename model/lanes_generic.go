@@ -24,3 +24,9 @@ const maxDenseRows = 32
 // denseLanes reports false: only a GOEXPERIMENT=simd build on amd64 has
 // SIMD lanes (lanes_simd.go).
 func denseLanes(y, x, w []float32, m, kAll, k0, k1, n int) bool { return false }
+
+// lanesAvailable reports false: this build has no SIMD lanes.
+func lanesAvailable() bool { return false }
+
+// maxLaneBatch is the largest batch momentumLanes would take.
+const maxLaneBatch = 64

@@ -56,6 +56,9 @@ func mixLanes(dst []float32, d0, ds int, src []float32, s0, ss int, lanes []floa
 	}
 }
 
+// lanesAvailable reports whether this CPU runs the AVX-512 lanes.
+func lanesAvailable() bool { return archsimd.X86.AVX512() }
+
 // maxLaneBatch is the largest batch momentumLanes takes.
 const maxLaneBatch = 64
 

@@ -140,7 +140,7 @@ func (m *Model) step(b dataset.Batch, lr, momentum float64) (StepResult, error) 
 	}
 	var res StepResult
 	err = catch("training step", func() error {
-		masked, masks, err := m.hostMasks()
+		masked, masks, err := m.hostMasks(n)
 		if err != nil {
 			return err
 		}
@@ -160,7 +160,7 @@ func (m *Model) step(b dataset.Batch, lr, momentum float64) (StepResult, error) 
 				t.FinalizeAll()
 			}
 		}()
-		return m.hostUpdate(out[2:], masks, lr, momentum)
+		return m.hostUpdate(out[2:], masks, n, lr, momentum)
 	})
 	if err != nil {
 		return StepResult{}, err
