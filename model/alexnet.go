@@ -65,6 +65,9 @@ const (
 		tuningHostTransform | tuningNarrowPad | tuningAlignedPool | tuningHostUpdate | tuningHostDense
 )
 
+// denseUnits is the width of fc6 and fc7.
+const denseUnits = 4096
+
 // NumClasses is the number of Oxford 17 Flowers classes.
 const NumClasses = 17
 
@@ -175,7 +178,7 @@ func alexNet(scope *gmx.Scope, images *Node, size int, training, record, feature
 		sc := scope.In("%s", name)
 		ti := t
 		ti.tap = taps[name]
-		x = Tanh(denseLayer(sc, x, 4096, reg, keep[i], training, ti))
+		x = Tanh(denseLayer(sc, x, denseUnits, reg, keep[i], training, ti))
 		x = dropout(sc, x, dropoutKeep[i], training)
 	}
 	return denseLayer(scope.In("fc8"), x, classes, Dropout, 1, training, t)

@@ -323,9 +323,11 @@ func (m *Model) compileStep(batch int) error {
 			shapes.Make(dtypes.Float32, batch), shapes.Make(dtypes.Float32), shapes.Make(dtypes.Float32)}
 		for _, l := range hostUpdated(m.store.RootScope(), batch) {
 			if l.dropConnect { // the masked weights (hostMasks)
-				units := 4096
-				inputs := map[string]int{"fc6": m.variant.denseInputs(m.opts.ImageSize), "fc7": units}[l.name]
-				in = append(in, shapes.Make(dtypes.Float32, inputs, units))
+				inputs := denseUnits // fc7's: fc6's output
+				if l.name == "fc6" {
+					inputs = m.variant.denseInputs(m.opts.ImageSize)
+				}
+				in = append(in, shapes.Make(dtypes.Float32, inputs, denseUnits))
 			}
 		}
 		_, err := m.stepExec.Compile(in...)

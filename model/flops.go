@@ -27,7 +27,7 @@ func (v Variant) FLOPs(imageSize, classes int) (forward, training float64) {
 	conv(384, 256, 3, 1)
 	pool(v.PoolStrides[2])
 	in := side * side * 256
-	for _, out := range []int{4096, 4096, classes} {
+	for _, out := range []int{denseUnits, denseUnits, classes} {
 		forward += 2 * float64(in) * float64(out)
 		in = out
 	}

@@ -151,10 +151,15 @@ func TestTunedTrainingAgrees(t *testing.T) {
 // m's trainable variables, by path.
 func stepMoves(t *testing.T, m *Model, images []float32, n int) map[string][]float32 {
 	t.Helper()
+	return movesAfterSteps(t, m, images, n, 1)
+}
+
+// movesAfterSteps is how far steps training steps on the n images
+// (trainSteps) move each of m's trainable variables.
+func movesAfterSteps(t *testing.T, m *Model, images []float32, n, steps int) map[string][]float32 {
+	t.Helper()
 	before := trainableValues(t, m)
-	if _, err := m.TrainStep(context.Background(), trainBatch(images, n, len(m.opts.Classes)), 0.01, 0.9); err != nil {
-		t.Fatal(err)
-	}
+	trainSteps(t, m, images, n, steps)
 	moves := trainableValues(t, m)
 	for path, after := range moves {
 		for j := range after {
@@ -419,15 +424,22 @@ func TestHostTilesAgree(t *testing.T) {
 	}
 }
 
-// stateAfterSteps is m's serialised state after steps training steps on the
-// n images (labelled in turn over m's classes), lr 0.01, momentum 0.9.
-func stateAfterSteps(t *testing.T, m *Model, images []float32, n, steps int) []byte {
+// trainSteps takes steps training steps on the n images (labelled in turn
+// over m's classes), lr 0.01, momentum 0.9.
+func trainSteps(t *testing.T, m *Model, images []float32, n, steps int) {
 	t.Helper()
 	for range steps {
 		if _, err := m.TrainStep(context.Background(), trainBatch(images, n, len(m.opts.Classes)), 0.01, 0.9); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// stateAfterSteps is m's serialised state after steps training steps on the
+// n images (labelled in turn over m's classes), lr 0.01, momentum 0.9.
+func stateAfterSteps(t *testing.T, m *Model, images []float32, n, steps int) []byte {
+	t.Helper()
+	trainSteps(t, m, images, n, steps)
 	var buf bytes.Buffer
 	if err := m.WriteState(&buf); err != nil {
 		t.Fatal(err)
@@ -637,15 +649,7 @@ func TestHostUpdateAgrees(t *testing.T) {
 			if got := len(hostUpdated(m.store.RootScope(), 4)); got != 2*i {
 				t.Fatalf("%s, bits %d: the host updates %d layers; want %d", variant, bits, got, 2*i)
 			}
-			before := trainableValues(t, m)
-			stateAfterSteps(t, m, images, 4, 3)
-			moves[i] = trainableValues(t, m)
-			for path, after := range moves[i] {
-				for j := range after {
-					after[j] -= before[path][j]
-				}
-			}
-			models[i] = m
+			moves[i], models[i] = movesAfterSteps(t, m, images, 4, 3), m
 		}
 		compareMoves(t, variant+", host update", moves[0], moves[1])
 		for _, path := range []string{velocityScope + "/fc6/weights", velocityScope + "/fc7/weights"} {

@@ -1,9 +1,6 @@
 package model
 
 import (
-	"runtime"
-	"sync"
-
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -91,23 +88,14 @@ func (g *tileGather) tensor(backend compute.Backend, images []float32) (*tensors
 	return t, err
 }
 
-// gather writes the tiles of the images into out, one image per goroutine
-// at a time.
+// gather writes the tiles of the images into out, the images split
+// between the cores.
 func (g *tileGather) gather(out, images []float32) {
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range min(runtime.GOMAXPROCS(0), g.n) {
-		wg.Go(func() {
-			for img := range next {
-				g.gatherImage(out, images, img)
-			}
-		})
-	}
-	for img := range g.n {
-		next <- img
-	}
-	close(next)
-	wg.Wait()
+	parallelRanges(g.n, func(i0, i1 int) {
+		for img := i0; img < i1; img++ {
+			g.gatherImage(out, images, img)
+		}
+	})
 }
 
 // gatherImage writes image img's share of the tiles, one tile at a time:

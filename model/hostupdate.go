@@ -73,7 +73,7 @@ func hostUpdated(scope *gmx.Scope, batch int) []hostLayer {
 		switch {
 		case reg != DropConnect || keep[i] >= 1:
 			layers = append(layers, hostLayer{name: name})
-		case t.dropConnectBits && keep[i] == 0.5: // 4096 units: whole draws of halfMaskBits
+		case t.dropConnectBits && keep[i] == 0.5: // denseUnits: whole draws of halfMaskBits
 			layers = append(layers, hostLayer{name: name, dropConnect: true})
 		}
 	}
